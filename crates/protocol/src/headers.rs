@@ -29,14 +29,25 @@ pub const SESSION_ID: &str = "mcp-session-id";
 /// assert_eq!(decode_value(b"plain").as_deref(), Some("plain"));
 /// assert_eq!(decode_value(b"=?base64?w6k=?=").as_deref(), Some("é"));
 /// assert_eq!(decode_value(b"=?base64?!!!?="), None);
+/// assert_eq!(decode_value(b"  padded  ").as_deref(), Some("padded"));
 /// ```
 pub fn decode_value(raw: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(raw).ok()?;
-    if let Some(inner) = text.strip_prefix("=?base64?").and_then(|t| t.strip_suffix("?=")) {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(inner).ok()?;
+    // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
+    let text = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
+    if let Some(inner) = text
+        .strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .ok()?;
         return String::from_utf8(bytes).ok();
     }
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) { Some(text.to_owned()) } else { None }
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Some(text.to_owned())
+    } else {
+        None
+    }
 }
 
 /// The value of a header that must appear at most once, decoded.
@@ -44,21 +55,31 @@ pub fn decode_value(raw: &[u8]) -> Option<String> {
 /// `Ok(None)` when absent; `Err` when repeated or undecodable.
 pub fn single(headers: &HeaderMap, name: &str) -> Result<Option<String>, ErrorObject> {
     let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else { return Ok(None) };
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
         return Err(mismatch(format!("header {name} appears more than once")));
     }
-    decode_value(first.as_bytes())
-        .map(Some)
-        .ok_or_else(|| mismatch(format!("header {name} has a value that is neither visible ASCII nor valid =?base64?…?= form")))
+    decode_value(first.as_bytes()).map(Some).ok_or_else(|| {
+        mismatch(format!(
+            "header {name} has a value that is neither visible ASCII nor valid =?base64?…?= form"
+        ))
+    })
 }
 
 fn mismatch(message: String) -> ErrorObject {
-    ErrorObject::new(codes::HEADER_MISMATCH, format!("Header mismatch: {message}"))
+    ErrorObject::new(
+        codes::HEADER_MISMATCH,
+        format!("Header mismatch: {message}"),
+    )
 }
 
 /// The body value that `Mcp-Name` must carry for `method`, if the method has one.
-pub fn expected_name<'a>(method: &str, params: Option<&'a Map<String, Value>>) -> Option<&'a Value> {
+pub fn expected_name<'a>(
+    method: &str,
+    params: Option<&'a Map<String, Value>>,
+) -> Option<&'a Value> {
     let key = match method {
         "tools/call" | "prompts/get" => "name",
         "resources/read" => "uri",
@@ -96,19 +117,31 @@ pub fn validate_standard(
                 "MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"
             )));
         }
-        None => return Err(mismatch("the MCP-Protocol-Version header is required".into())),
+        None => {
+            return Err(mismatch(
+                "the MCP-Protocol-Version header is required".into(),
+            ));
+        }
     }
     match single(headers, METHOD)? {
         Some(m) if m == method => {}
-        Some(m) => return Err(mismatch(format!("Mcp-Method is {m:?} but the body's method is {method:?}"))),
+        Some(m) => {
+            return Err(mismatch(format!(
+                "Mcp-Method is {m:?} but the body's method is {method:?}"
+            )));
+        }
         None => return Err(mismatch("the Mcp-Method header is required".into())),
     }
     let header_name = single(headers, NAME)?;
     match (expected_name(method, params), header_name) {
         (None, _) => Ok(()),
         (Some(Value::String(want)), Some(got)) if *want == got => Ok(()),
-        (Some(want), Some(got)) => Err(mismatch(format!("Mcp-Name is {got:?} but the body says {want}"))),
-        (Some(_), None) => Err(mismatch(format!("the Mcp-Name header is required for {method}"))),
+        (Some(want), Some(got)) => Err(mismatch(format!(
+            "Mcp-Name is {got:?} but the body says {want}"
+        ))),
+        (Some(_), None) => Err(mismatch(format!(
+            "the Mcp-Name header is required for {method}"
+        ))),
     }
 }
 
@@ -117,7 +150,9 @@ pub fn validate_standard(
 /// Only properties directly under the root `properties` count, and only of type string,
 /// integer or boolean (protocol digest §6.3).
 pub fn param_headers(input_schema: &Value) -> Vec<(String, String)> {
-    let Some(props) = input_schema.get("properties").and_then(Value::as_object) else { return Vec::new() };
+    let Some(props) = input_schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
     props
         .iter()
         .filter_map(|(arg, schema)| {
@@ -141,10 +176,14 @@ pub fn validate_params(
         match (value, got) {
             (None, None) => {}
             (None, Some(_)) => {
-                return Err(mismatch(format!("Mcp-Param-{header} is set but argument {arg:?} is absent")));
+                return Err(mismatch(format!(
+                    "Mcp-Param-{header} is set but argument {arg:?} is absent"
+                )));
             }
             (Some(_), None) => {
-                return Err(mismatch(format!("Mcp-Param-{header} is required because argument {arg:?} is present")));
+                return Err(mismatch(format!(
+                    "Mcp-Param-{header} is required because argument {arg:?} is present"
+                )));
             }
             (Some(v), Some(got)) => {
                 let same = match v {
@@ -152,12 +191,17 @@ pub fn validate_params(
                     Value::Bool(b) => got == if *b { "true" } else { "false" },
                     Value::Number(n) => match (n.as_i64(), got.parse::<i64>()) {
                         (Some(a), Ok(b)) => a == b,
-                        _ => n.as_f64().zip(got.parse::<f64>().ok()).is_some_and(|(a, b)| a == b),
+                        _ => n
+                            .as_f64()
+                            .zip(got.parse::<f64>().ok())
+                            .is_some_and(|(a, b)| a == b),
                     },
                     _ => false,
                 };
                 if !same {
-                    return Err(mismatch(format!("Mcp-Param-{header} is {got:?} but argument {arg:?} is {v}")));
+                    return Err(mismatch(format!(
+                        "Mcp-Param-{header} is {got:?} but argument {arg:?} is {v}"
+                    )));
                 }
             }
         }
@@ -173,7 +217,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -181,10 +228,19 @@ mod tests {
     #[test]
     fn standard_headers_must_match_the_body() {
         let p = json!({"name":"echo"});
-        let ok = headers(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")]);
+        let ok = headers(&[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ]);
         assert!(validate_standard(&ok, "2026-07-28", "tools/call", p.as_object()).is_ok());
-        let missing_name = headers(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call")]);
-        assert!(validate_standard(&missing_name, "2026-07-28", "tools/call", p.as_object()).is_err());
+        let missing_name = headers(&[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+        ]);
+        assert!(
+            validate_standard(&missing_name, "2026-07-28", "tools/call", p.as_object()).is_err()
+        );
         let dup = headers(&[
             ("MCP-Protocol-Version", "2026-07-28"),
             ("Mcp-Method", "tools/call"),
@@ -192,7 +248,11 @@ mod tests {
             ("Mcp-Name", "echo"),
         ]);
         assert!(validate_standard(&dup, "2026-07-28", "tools/call", p.as_object()).is_err());
-        let encoded = headers(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "=?base64?ZWNobw==?=")]);
+        let encoded = headers(&[
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "=?base64?ZWNobw==?="),
+        ]);
         assert!(validate_standard(&encoded, "2026-07-28", "tools/call", p.as_object()).is_ok());
     }
 
@@ -203,7 +263,11 @@ mod tests {
             "n":{"type":"integer","x-mcp-header":"N"},
             "f":{"type":"number","x-mcp-header":"F"}}});
         let declared = param_headers(&schema);
-        assert_eq!(declared.len(), 2, "number properties cannot carry x-mcp-header");
+        assert_eq!(
+            declared.len(),
+            2,
+            "number properties cannot carry x-mcp-header"
+        );
         let args = json!({"region":"eu","n":42});
         let h = headers(&[("Mcp-Param-Region", "eu"), ("Mcp-Param-N", "42")]);
         assert!(validate_params(&h, &declared, args.as_object()).is_ok());

@@ -93,7 +93,10 @@ pub struct UnknownVersion;
 impl std::str::FromStr for ProtocolVersion {
     type Err = UnknownVersion;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or(UnknownVersion)
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(UnknownVersion)
     }
 }
 
@@ -103,9 +106,18 @@ mod tests {
 
     #[test]
     fn negotiation_echoes_known_handshake_versions_and_never_offers_per_request_era() {
-        assert_eq!(ProtocolVersion::negotiate_handshake("2025-06-18"), ProtocolVersion::V2025_06_18);
-        assert_eq!(ProtocolVersion::negotiate_handshake("2026-07-28"), ProtocolVersion::V2025_11_25);
-        assert_eq!(ProtocolVersion::negotiate_handshake("1999-01-01"), ProtocolVersion::V2025_11_25);
+        assert_eq!(
+            ProtocolVersion::negotiate_handshake("2025-06-18"),
+            ProtocolVersion::V2025_06_18
+        );
+        assert_eq!(
+            ProtocolVersion::negotiate_handshake("2026-07-28"),
+            ProtocolVersion::V2025_11_25
+        );
+        assert_eq!(
+            ProtocolVersion::negotiate_handshake("1999-01-01"),
+            ProtocolVersion::V2025_11_25
+        );
     }
 
     #[test]

@@ -1,0 +1,341 @@
+//! What a server offers: tools, resources, resource templates, prompts and completions.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use taskwire_protocol::ErrorObject;
+
+use crate::context::Context;
+use crate::error::ToolError;
+use crate::model::{Object, ToolOutput};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How a tool's handler runs.
+#[derive(Clone)]
+pub(crate) enum ToolHandler {
+    /// An async function, polled on the reactor.
+    Async(Arc<dyn Fn(Context, Object) -> BoxFuture<Result<ToolOutput, ToolError>> + Send + Sync>),
+    /// A blocking or CPU-bound function, run on the bounded blocking pool.
+    Blocking(Arc<dyn Fn(Context, Object) -> Result<ToolOutput, ToolError> + Send + Sync>),
+}
+
+/// A tool: its listing and its handler.
+///
+/// ```
+/// use taskwire_server::{Tool, model::ToolOutput};
+/// let echo = Tool::new("echo", "Echo the text back.")
+///     .input_schema(serde_json::json!({"type":"object","properties":{"text":{"type":"string"}}}))
+///     .handler(|_ctx, args| async move {
+///         Ok(ToolOutput::text(args.get("text").and_then(|t| t.as_str()).unwrap_or_default()))
+///     });
+/// assert_eq!(echo.name(), "echo");
+/// ```
+#[derive(Clone)]
+pub struct Tool {
+    pub(crate) name: String,
+    pub(crate) definition: Object,
+    pub(crate) handler: ToolHandler,
+    pub(crate) param_headers: Vec<(String, String)>,
+}
+
+impl Tool {
+    /// A tool with a name and a description (every tool needs one: clients list them to models).
+    pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
+        let name = name.into();
+        let mut definition = Object::new();
+        definition.insert("name".into(), Value::String(name.clone()));
+        definition.insert("description".into(), Value::String(description.into()));
+        definition.insert(
+            "inputSchema".into(),
+            json!({"type": "object", "properties": {}}),
+        );
+        Self {
+            name,
+            definition,
+            handler: ToolHandler::Async(Arc::new(|_, _| {
+                Box::pin(async {
+                    Err(ToolError::Protocol(ErrorObject::internal(
+                        "tool has no handler",
+                    )))
+                })
+            })),
+            param_headers: Vec::new(),
+        }
+    }
+
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets the JSON Schema of the arguments. It is listed exactly as given (2020-12 keywords
+    /// such as `$defs` and `$ref` are kept).
+    pub fn input_schema(mut self, schema: Value) -> Self {
+        self.param_headers = taskwire_protocol::headers::param_headers(&schema);
+        self.definition.insert("inputSchema".into(), schema);
+        self
+    }
+
+    /// Sets the JSON Schema of `structuredContent`.
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.definition.insert("outputSchema".into(), schema);
+        self
+    }
+
+    /// Sets any other member of the tool's listing (`title`, `annotations`, `icons`, …).
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.definition.insert(key.into(), value);
+        self
+    }
+
+    /// Sets an async handler.
+    pub fn handler<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Context, Object) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ToolOutput, ToolError>> + Send + 'static,
+    {
+        self.handler = ToolHandler::Async(Arc::new(move |ctx, args| Box::pin(f(ctx, args))));
+        self
+    }
+
+    /// Sets a blocking handler. It runs off the reactor on the server's bounded blocking pool;
+    /// it can check [`Context::is_cancelled`] between steps.
+    pub fn blocking<F>(mut self, f: F) -> Self
+    where
+        F: Fn(Context, Object) -> Result<ToolOutput, ToolError> + Send + Sync + 'static,
+    {
+        self.handler = ToolHandler::Blocking(Arc::new(f));
+        self
+    }
+}
+
+/// The contents of a resource read: text or base64 blob.
+#[derive(Clone, Debug)]
+pub enum ResourceBody {
+    /// Text content.
+    Text(String),
+    /// Binary content, base64-encoded.
+    Blob(String),
+}
+
+/// Produces a resource's body on each read.
+pub type ReadFn =
+    Arc<dyn Fn(Context, String) -> BoxFuture<Result<ResourceBody, ToolError>> + Send + Sync>;
+
+/// A resource with a fixed URI.
+#[derive(Clone)]
+pub struct Resource {
+    pub(crate) uri: String,
+    pub(crate) mime_type: Option<String>,
+    pub(crate) definition: Object,
+    pub(crate) read: ReadFn,
+}
+
+impl Resource {
+    /// A resource with fixed content.
+    ///
+    /// ```
+    /// use taskwire_server::{Resource, registry::ResourceBody};
+    /// let r = Resource::new("test://a", "a", "text/plain", ResourceBody::Text("hi".into()));
+    /// assert_eq!(r.uri(), "test://a");
+    /// ```
+    pub fn new(uri: &str, name: &str, mime_type: &str, body: ResourceBody) -> Self {
+        Self::dynamic(uri, name, mime_type, move |_, _| {
+            let body = body.clone();
+            async move { Ok(body) }
+        })
+    }
+
+    /// A resource whose content is computed on every read.
+    pub fn dynamic<F, Fut>(uri: &str, name: &str, mime_type: &str, read: F) -> Self
+    where
+        F: Fn(Context, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ResourceBody, ToolError>> + Send + 'static,
+    {
+        let mut definition = Object::new();
+        definition.insert("uri".into(), json!(uri));
+        definition.insert("name".into(), json!(name));
+        definition.insert("mimeType".into(), json!(mime_type));
+        Self {
+            uri: uri.into(),
+            mime_type: Some(mime_type.into()),
+            definition,
+            read: Arc::new(move |ctx, uri| Box::pin(read(ctx, uri))),
+        }
+    }
+
+    /// Sets any other member of the listing (`description`, `title`, `annotations`, …).
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.definition.insert(key.into(), value);
+        self
+    }
+
+    /// The URI.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+}
+
+/// A parameterized resource (RFC 6570 level-1 template such as `test://template/{id}/data`).
+#[derive(Clone)]
+pub struct ResourceTemplate {
+    pub(crate) template: String,
+    pub(crate) mime_type: Option<String>,
+    pub(crate) definition: Object,
+    pub(crate) read:
+        Arc<dyn Fn(Context, Object) -> BoxFuture<Result<ResourceBody, ToolError>> + Send + Sync>,
+}
+
+impl ResourceTemplate {
+    /// A template whose reads receive the matched variables.
+    ///
+    /// ```
+    /// use taskwire_server::{ResourceTemplate, registry::ResourceBody};
+    /// let t = ResourceTemplate::new("test://t/{id}", "t", "text/plain", |_ctx, vars| async move {
+    ///     Ok(ResourceBody::Text(format!("id={}", vars["id"].as_str().unwrap_or_default())))
+    /// });
+    /// assert!(t.matches("test://t/42").is_some());
+    /// ```
+    pub fn new<F, Fut>(template: &str, name: &str, mime_type: &str, read: F) -> Self
+    where
+        F: Fn(Context, Object) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ResourceBody, ToolError>> + Send + 'static,
+    {
+        let mut definition = Object::new();
+        definition.insert("uriTemplate".into(), json!(template));
+        definition.insert("name".into(), json!(name));
+        definition.insert("mimeType".into(), json!(mime_type));
+        Self {
+            template: template.into(),
+            mime_type: Some(mime_type.into()),
+            definition,
+            read: Arc::new(move |ctx, vars| Box::pin(read(ctx, vars))),
+        }
+    }
+
+    /// Sets any other member of the listing.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.definition.insert(key.into(), value);
+        self
+    }
+
+    /// The variables of `uri` if it matches this template.
+    pub fn matches(&self, uri: &str) -> Option<Object> {
+        match_template(&self.template, uri)
+    }
+}
+
+/// Matches a URI against a template with `{name}` variables, each matching a non-empty run of
+/// characters other than `/`.
+fn match_template(template: &str, uri: &str) -> Option<Object> {
+    let mut vars = Object::new();
+    let mut rest = uri;
+    let mut tpl = template;
+    while !tpl.is_empty() {
+        if let Some(after_open) = tpl.strip_prefix('{') {
+            let close = after_open.find('}')?;
+            let name = &after_open[..close];
+            tpl = &after_open[close + 1..];
+            let literal_end = tpl.find('{').unwrap_or(tpl.len());
+            let next_literal = &tpl[..literal_end];
+            let end = if next_literal.is_empty() {
+                rest.find('/').unwrap_or(rest.len())
+            } else {
+                rest.find(next_literal)?
+            };
+            let value = &rest[..end];
+            if value.is_empty() || value.contains('/') {
+                return None;
+            }
+            vars.insert(name.into(), Value::String(value.into()));
+            rest = &rest[end..];
+        } else {
+            let literal_end = tpl.find('{').unwrap_or(tpl.len());
+            rest = rest.strip_prefix(&tpl[..literal_end])?;
+            tpl = &tpl[literal_end..];
+        }
+    }
+    rest.is_empty().then_some(vars)
+}
+
+/// Produces a prompt's messages from its arguments.
+pub type PromptFn =
+    Arc<dyn Fn(Context, Object) -> BoxFuture<Result<Value, ToolError>> + Send + Sync>;
+
+/// A prompt template.
+#[derive(Clone)]
+pub struct Prompt {
+    pub(crate) name: String,
+    pub(crate) definition: Object,
+    pub(crate) get: PromptFn,
+}
+
+impl Prompt {
+    /// A prompt; `get` returns the `GetPromptResult` object (`{messages, description?}`). It may
+    /// ask the client for input through its [`Context`] like a tool.
+    ///
+    /// ```
+    /// use taskwire_server::Prompt;
+    /// let p = Prompt::new("hello", "Say hello.", |_ctx, _args| async move {
+    ///     Ok(serde_json::json!({"messages": [{"role":"user","content":{"type":"text","text":"hello"}}]}))
+    /// });
+    /// assert_eq!(p.name(), "hello");
+    /// ```
+    pub fn new<F, Fut>(name: &str, description: &str, get: F) -> Self
+    where
+        F: Fn(Context, Object) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+    {
+        let mut definition = Object::new();
+        definition.insert("name".into(), json!(name));
+        definition.insert("description".into(), json!(description));
+        Self {
+            name: name.into(),
+            definition,
+            get: Arc::new(move |ctx, args| Box::pin(get(ctx, args))),
+        }
+    }
+
+    /// Declares an argument.
+    pub fn argument(mut self, name: &str, description: &str, required: bool) -> Self {
+        let args = self
+            .definition
+            .entry("arguments")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = args {
+            list.push(json!({"name": name, "description": description, "required": required}));
+        }
+        self
+    }
+
+    /// The prompt's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Answers `completion/complete`: given the `ref` and the `argument` objects, the candidate values.
+pub type CompletionFn = Arc<dyn Fn(&Value, &Value) -> Vec<String> + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_only_whole_uris_with_nonempty_segments() {
+        let vars = match_template("test://template/{id}/data", "test://template/123/data").unwrap();
+        assert_eq!(vars["id"], "123");
+        assert!(match_template("test://template/{id}/data", "test://template//data").is_none());
+        assert!(match_template("test://template/{id}/data", "test://template/1/2/data").is_none());
+        assert!(match_template("test://template/{id}/data", "test://template/1/data/x").is_none());
+        let vars = match_template("x://{a}/{b}", "x://1/2").unwrap();
+        assert_eq!(
+            (vars["a"].as_str(), vars["b"].as_str()),
+            (Some("1"), Some("2"))
+        );
+    }
+}

@@ -1,0 +1,947 @@
+//! The server: a registry plus the dispatch of every MCP method in both eras.
+//!
+//! Dispatch is split in two so that transports stay simple and hot paths stay cheap:
+//! [`Server::prepare`] is synchronous (parse params once, classify the era, validate the
+//! 2026-07-28 `_meta` and HTTP headers), and [`Server::run`] is the `'static` future that does
+//! the work and produces the [`Reply`].
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use http::HeaderMap;
+use serde_json::{Value, json};
+use taskwire_protocol::jsonrpc::{self, Request};
+use taskwire_protocol::{Era, ErrorObject, Id, ProtocolVersion, codes, headers, meta};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Channel, Context};
+use crate::error::ToolError;
+use crate::model::{LogLevel, Object};
+use crate::mrtr::StateSealer;
+use crate::registry::{
+    CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, Tool, ToolHandler,
+};
+use crate::session::{Session, Sink};
+
+/// Builds a [`Server`].
+///
+/// ```
+/// use taskwire_server::{Server, Tool, model::ToolOutput};
+/// let server = Server::builder("demo", "0.1.0")
+///     .instructions("Tools for demos.")
+///     .tool(Tool::new("hello", "Say hello.").handler(|_ctx, _args| async { Ok(ToolOutput::text("hello")) }))
+///     .build();
+/// assert!(server.tool("hello").is_some());
+/// ```
+pub struct ServerBuilder {
+    info: Object,
+    instructions: Option<String>,
+    tools: Vec<Tool>,
+    resources: Vec<Resource>,
+    templates: Vec<ResourceTemplate>,
+    prompts: Vec<Prompt>,
+    completion: Option<CompletionFn>,
+    blocking_threads: usize,
+}
+
+impl ServerBuilder {
+    /// Sets the instructions returned by `initialize` and `server/discover`.
+    pub fn instructions(mut self, text: impl Into<String>) -> Self {
+        self.instructions = Some(text.into());
+        self
+    }
+
+    /// Adds a tool. A later tool with the same name replaces the earlier one.
+    pub fn tool(mut self, tool: Tool) -> Self {
+        self.tools.retain(|t| t.name != tool.name);
+        self.tools.push(tool);
+        self
+    }
+
+    /// Adds a resource.
+    pub fn resource(mut self, resource: Resource) -> Self {
+        self.resources.push(resource);
+        self
+    }
+
+    /// Adds a resource template.
+    pub fn resource_template(mut self, template: ResourceTemplate) -> Self {
+        self.templates.push(template);
+        self
+    }
+
+    /// Adds a prompt.
+    pub fn prompt(mut self, prompt: Prompt) -> Self {
+        self.prompts.push(prompt);
+        self
+    }
+
+    /// Answers `completion/complete` with `f(ref, argument)`.
+    pub fn completion(
+        mut self,
+        f: impl Fn(&Value, &Value) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.completion = Some(Arc::new(f));
+        self
+    }
+
+    /// How many blocking handlers may run at once (default 64). Excess calls wait for a slot.
+    pub fn blocking_threads(mut self, n: usize) -> Self {
+        self.blocking_threads = n.max(1);
+        self
+    }
+
+    /// Finishes the server.
+    pub fn build(self) -> Server {
+        let tool_index = self
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let tools_list = json!({"tools": self.tools.iter().map(|t| Value::Object(t.definition.clone())).collect::<Vec<_>>()});
+        Server {
+            inner: Arc::new(Inner {
+                info: Value::Object(self.info),
+                instructions: self.instructions,
+                tool_index,
+                tools_list: tools_list.as_object().cloned().unwrap_or_default(),
+                tools: self.tools,
+                resources: self.resources,
+                templates: self.templates,
+                prompts: self.prompts,
+                completion: self.completion,
+                blocking: Arc::new(Semaphore::new(self.blocking_threads)),
+                sealer: StateSealer::random(),
+            }),
+        }
+    }
+}
+
+struct Inner {
+    info: Value,
+    instructions: Option<String>,
+    tools: Vec<Tool>,
+    tool_index: HashMap<String, usize>,
+    tools_list: Object,
+    resources: Vec<Resource>,
+    templates: Vec<ResourceTemplate>,
+    prompts: Vec<Prompt>,
+    completion: Option<CompletionFn>,
+    blocking: Arc<Semaphore>,
+    sealer: StateSealer,
+}
+
+/// An MCP server. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+/// The per-request metadata of a 2026-07-28 request.
+#[derive(Clone, Debug)]
+pub struct PerRequestMeta {
+    /// `io.modelcontextprotocol/clientCapabilities`.
+    pub client_capabilities: Value,
+    /// `io.modelcontextprotocol/logLevel`, if the request opted in to log messages.
+    pub log_level: Option<LogLevel>,
+}
+
+/// The era a request is served in.
+#[derive(Clone, Debug)]
+pub enum RequestEra {
+    /// Handshake era (`initialize`, or a request on a handshake session).
+    Handshake,
+    /// 2026-07-28 with its validated per-request metadata.
+    PerRequest(PerRequestMeta),
+}
+
+/// A request that passed the synchronous checks, ready to [`Server::run`].
+#[derive(Debug)]
+pub struct Prepared {
+    id: Id,
+    method: String,
+    params: Object,
+    era: RequestEra,
+}
+
+impl Prepared {
+    /// The request id.
+    pub fn id(&self) -> &Id {
+        &self.id
+    }
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+    /// The era the request is served in.
+    pub fn era(&self) -> Era {
+        match self.era {
+            RequestEra::Handshake => Era::Handshake,
+            RequestEra::PerRequest(_) => Era::PerRequest,
+        }
+    }
+}
+
+/// A request rejected by [`Server::prepare`]: the error and the era it belongs to (which decides
+/// the HTTP status).
+#[derive(Debug)]
+pub struct Rejected {
+    /// The request id.
+    pub id: Id,
+    /// The error to answer with.
+    pub error: ErrorObject,
+    /// The era the request was addressed to.
+    pub era: Era,
+}
+
+/// The answer to a request.
+#[derive(Debug)]
+pub struct Reply {
+    /// The request id.
+    pub id: Id,
+    /// The era it was served in.
+    pub era: Era,
+    /// The result object as JSON, or the error; `None` when no answer must be sent
+    /// (the request was cancelled).
+    pub outcome: Option<Result<String, ErrorObject>>,
+}
+
+impl Reply {
+    /// The serialized JSON-RPC response, or `None` when nothing is to be sent.
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(256);
+        match self.outcome.as_ref()? {
+            Ok(result) => jsonrpc::write_response(&mut out, &self.id, result),
+            Err(e) => jsonrpc::write_error(&mut out, Some(&self.id), e),
+        }
+        Some(out)
+    }
+
+    /// The error code, if the reply is an error.
+    pub fn error_code(&self) -> Option<i32> {
+        match &self.outcome {
+            Some(Err(e)) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<Rejected> for Reply {
+    fn from(r: Rejected) -> Self {
+        Reply {
+            id: r.id,
+            era: r.era,
+            outcome: Some(Err(r.error)),
+        }
+    }
+}
+
+/// Everything [`Server::run`] needs besides the request.
+pub struct RequestEnv {
+    /// The handshake session (a fresh one for 2026-07-28 requests).
+    pub session: Arc<Session>,
+    /// Where notifications and server→client requests for this request go.
+    pub sink: Option<Sink>,
+    /// Fires when the request is cancelled.
+    pub cancel: CancellationToken,
+}
+
+fn get_str<'a>(o: &'a Object, key: &str) -> Option<&'a str> {
+    o.get(key).and_then(Value::as_str)
+}
+
+fn unsupported_version(requested: &str) -> ErrorObject {
+    let supported: Vec<&str> = ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect();
+    ErrorObject::with_data(
+        codes::UNSUPPORTED_PROTOCOL_VERSION,
+        format!(
+            "Unsupported protocol version {requested:?}; this server supports {}",
+            supported.join(", ")
+        ),
+        &json!({"supported": supported, "requested": requested}),
+    )
+}
+
+/// Methods the 2026-07-28 revision removed; a per-request call gets -32601 (HTTP 404).
+const REMOVED_IN_2026: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "tasks/result",
+    "tasks/list",
+];
+
+impl Server {
+    /// Starts building a server with its implementation name and version.
+    pub fn builder(name: &str, version: &str) -> ServerBuilder {
+        let mut info = Object::new();
+        info.insert("name".into(), json!(name));
+        info.insert("version".into(), json!(version));
+        ServerBuilder {
+            info,
+            instructions: None,
+            tools: Vec::new(),
+            resources: Vec::new(),
+            templates: Vec::new(),
+            prompts: Vec::new(),
+            completion: None,
+            blocking_threads: 64,
+        }
+    }
+
+    /// A registered tool.
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.inner
+            .tool_index
+            .get(name)
+            .map(|&i| &self.inner.tools[i])
+    }
+
+    /// The synchronous half of dispatch: parses params once, classifies the era and validates
+    /// 2026-07-28 metadata and, when `http` is given, the standard headers.
+    pub fn prepare(
+        &self,
+        request: Request,
+        http: Option<&HeaderMap>,
+    ) -> Result<Prepared, Rejected> {
+        let Request {
+            id, method, params, ..
+        } = request;
+        let params: Object = match params
+            .as_deref()
+            .map(|p| serde_json::from_str::<Value>(p.get()))
+        {
+            None => Object::new(),
+            Some(Ok(Value::Object(o))) => o,
+            Some(Ok(_)) => {
+                let era = if method == "server/discover" {
+                    Era::PerRequest
+                } else {
+                    Era::Handshake
+                };
+                return Err(Rejected {
+                    id,
+                    error: ErrorObject::invalid_params("params must be an object"),
+                    era,
+                });
+            }
+            Some(Err(e)) => {
+                return Err(Rejected {
+                    id,
+                    error: ErrorObject::invalid_params(format!("params are not valid: {e}")),
+                    era: Era::Handshake,
+                });
+            }
+        };
+        let meta_obj = params.get("_meta").and_then(Value::as_object);
+        // Routing (protocol digest §2.4, conformance server-stateless): an HTTP request whose
+        // MCP-Protocol-Version header names no handshake revision is per-request, whatever its
+        // method; otherwise `initialize` is the handshake, and `server/discover` or a body
+        // carrying the per-request version is per-request.
+        let header_says_per_request = http
+            .and_then(|h| h.get(headers::PROTOCOL_VERSION))
+            .is_some_and(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.parse::<ProtocolVersion>().ok())
+                    .is_none_or(|v| v.era() == Era::PerRequest)
+            });
+        let per_request = header_says_per_request
+            || (method != "initialize"
+                && (method == "server/discover"
+                    || meta_obj.is_some_and(|m| m.contains_key(meta::PROTOCOL_VERSION))));
+        if !per_request {
+            return Ok(Prepared {
+                id,
+                method,
+                params,
+                era: RequestEra::Handshake,
+            });
+        }
+        match self.validate_per_request(&method, &params, http) {
+            Ok(meta) => Ok(Prepared {
+                id,
+                method,
+                params,
+                era: RequestEra::PerRequest(meta),
+            }),
+            Err(error) => Err(Rejected {
+                id,
+                error,
+                era: Era::PerRequest,
+            }),
+        }
+    }
+
+    /// Checks a 2026-07-28 request in the order the conformance suite probes: required `_meta`
+    /// (-32602), header/body version agreement (-32020), supported version (-32022), then the
+    /// other standard headers (-32020).
+    fn validate_per_request(
+        &self,
+        method: &str,
+        params: &Object,
+        http: Option<&HeaderMap>,
+    ) -> Result<PerRequestMeta, ErrorObject> {
+        let meta = params.get("_meta").and_then(Value::as_object);
+        let version = match meta.and_then(|m| m.get(meta::PROTOCOL_VERSION)) {
+            Some(Value::String(v)) => v.as_str(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "_meta[{:?}] must be a string",
+                    meta::PROTOCOL_VERSION
+                )));
+            }
+            None => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "missing required _meta[{:?}]: 2026-07-28 requests carry their protocol version",
+                    meta::PROTOCOL_VERSION
+                )));
+            }
+        };
+        let client_capabilities = match meta.and_then(|m| m.get(meta::CLIENT_CAPABILITIES)) {
+            Some(c @ Value::Object(_)) => c.clone(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "_meta[{:?}] must be an object",
+                    meta::CLIENT_CAPABILITIES
+                )));
+            }
+            None => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "missing required _meta[{:?}] (send {{}} when the client has none)",
+                    meta::CLIENT_CAPABILITIES
+                )));
+            }
+        };
+        if let Some(h) = http {
+            match headers::single(h, headers::PROTOCOL_VERSION)? {
+                Some(v) if v == version => {}
+                Some(v) => {
+                    return Err(ErrorObject::new(
+                        codes::HEADER_MISMATCH,
+                        format!(
+                            "Header mismatch: MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(ErrorObject::new(
+                        codes::HEADER_MISMATCH,
+                        "Header mismatch: the MCP-Protocol-Version header is required",
+                    ));
+                }
+            }
+        }
+        match version.parse::<ProtocolVersion>() {
+            Ok(v) if v.era() == Era::PerRequest => {}
+            _ => return Err(unsupported_version(version)),
+        }
+        let log_level = match meta.and_then(|m| m.get(meta::LOG_LEVEL)) {
+            None => None,
+            Some(v) => Some(v.as_str().and_then(LogLevel::parse).ok_or_else(|| {
+                ErrorObject::invalid_params(format!(
+                    "_meta[{:?}] must be a log level such as \"info\"",
+                    meta::LOG_LEVEL
+                ))
+            })?),
+        };
+        if let Some(h) = http {
+            headers::validate_standard(h, version, method, Some(params))?;
+            if method == "tools/call"
+                && let Some(tool) = get_str(params, "name").and_then(|n| self.tool(n))
+                && !tool.param_headers.is_empty()
+            {
+                headers::validate_params(
+                    h,
+                    &tool.param_headers,
+                    params.get("arguments").and_then(Value::as_object),
+                )?;
+            }
+        }
+        Ok(PerRequestMeta {
+            client_capabilities,
+            log_level,
+        })
+    }
+
+    /// The asynchronous half of dispatch.
+    pub async fn run(&self, prepared: Prepared, env: RequestEnv) -> Reply {
+        let Prepared {
+            id,
+            method,
+            params,
+            era,
+        } = prepared;
+        let reply_era = match era {
+            RequestEra::Handshake => Era::Handshake,
+            RequestEra::PerRequest(_) => Era::PerRequest,
+        };
+        env.session.begin(&id, env.cancel.clone());
+        let outcome = match era {
+            RequestEra::Handshake => self.run_handshake(&id, &method, params, &env).await,
+            RequestEra::PerRequest(meta) => {
+                self.run_per_request(&id, &method, params, meta, &env).await
+            }
+        };
+        env.session.end(&id);
+        let outcome = match outcome {
+            Ok(result) => Some(Ok(result)),
+            Err(ToolError::Protocol(e)) => Some(Err(e)),
+            Err(ToolError::Cancelled) => None,
+            Err(ToolError::InputRequired(_)) => Some(Err(ErrorObject::internal(
+                "the handler asked for client input outside a 2026-07-28 request",
+            ))),
+        };
+        Reply {
+            id,
+            era: reply_era,
+            outcome,
+        }
+    }
+
+    /// What the server declares. The 2026-07-28 declaration has no `listChanged`/`subscribe`
+    /// flags: those promise `subscriptions/listen`, which this server does not offer yet.
+    fn capabilities(&self, era: Era) -> Value {
+        let mut caps = Object::new();
+        let (list_changed, subscribe) = match era {
+            Era::Handshake => (
+                json!({"listChanged": true}),
+                json!({"subscribe": true, "listChanged": true}),
+            ),
+            Era::PerRequest => (json!({}), json!({})),
+        };
+        caps.insert("tools".into(), list_changed.clone());
+        if !self.inner.resources.is_empty() || !self.inner.templates.is_empty() {
+            caps.insert("resources".into(), subscribe);
+        }
+        if !self.inner.prompts.is_empty() {
+            caps.insert("prompts".into(), list_changed);
+        }
+        caps.insert("logging".into(), json!({}));
+        if self.inner.completion.is_some() {
+            caps.insert("completions".into(), json!({}));
+        }
+        Value::Object(caps)
+    }
+
+    async fn run_handshake(
+        &self,
+        id: &Id,
+        method: &str,
+        params: Object,
+        env: &RequestEnv,
+    ) -> Result<String, ToolError> {
+        let version = env
+            .session
+            .negotiated()
+            .unwrap_or(ProtocolVersion::HTTP_DEFAULT);
+        let result: Value = match method {
+            "initialize" => {
+                let requested = get_str(&params, "protocolVersion").ok_or_else(|| {
+                    ErrorObject::invalid_params(
+                        "initialize needs params.protocolVersion (a string)",
+                    )
+                })?;
+                let negotiated = ProtocolVersion::negotiate_handshake(requested);
+                let caps = params
+                    .get("capabilities")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                env.session.set_negotiated(negotiated, caps);
+                let mut result = json!({
+                    "protocolVersion": negotiated.as_str(),
+                    "capabilities": self.capabilities(Era::Handshake),
+                    "serverInfo": self.inner.info,
+                });
+                if let Some(text) = &self.inner.instructions {
+                    result["instructions"] = json!(text);
+                }
+                result
+            }
+            "ping" => json!({}),
+            "logging/setLevel" => {
+                let level = get_str(&params, "level").and_then(LogLevel::parse).ok_or_else(|| {
+                    ErrorObject::invalid_params("logging/setLevel needs params.level: debug, info, notice, warning, error, critical, alert or emergency")
+                })?;
+                env.session.set_log_level(level);
+                json!({})
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = get_str(&params, "uri").ok_or_else(|| {
+                    ErrorObject::invalid_params(format!("{method} needs params.uri"))
+                })?;
+                if method == "resources/subscribe" {
+                    env.session.subscribe(uri);
+                } else {
+                    env.session.unsubscribe(uri);
+                }
+                json!({})
+            }
+            _ => {
+                let channel = Channel::Handshake(version);
+                return self
+                    .run_common(id, method, params, env, channel, Era::Handshake)
+                    .await;
+            }
+        };
+        Ok(result.to_string())
+    }
+
+    async fn run_per_request(
+        &self,
+        id: &Id,
+        method: &str,
+        mut params: Object,
+        meta: PerRequestMeta,
+        env: &RequestEnv,
+    ) -> Result<String, ToolError> {
+        if REMOVED_IN_2026.contains(&method) {
+            return Err(ErrorObject::new(
+                codes::METHOD_NOT_FOUND,
+                format!("Method not found: {method} is not part of protocol 2026-07-28"),
+            )
+            .into());
+        }
+        if method == "server/discover" {
+            let supported: Vec<&str> = ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect();
+            let mut result = json!({
+                "supportedVersions": supported,
+                "capabilities": self.capabilities(Era::PerRequest),
+            });
+            if let Some(text) = &self.inner.instructions {
+                result["instructions"] = json!(text);
+            }
+            return Ok(self.finish_per_request(result, true));
+        }
+        let answers = self.gather_answers(method, &mut params)?;
+        let channel = Channel::PerRequest {
+            log_level: meta.log_level,
+            answers,
+            client_capabilities: meta.client_capabilities,
+        };
+        match self
+            .run_common(id, method, params.clone(), env, channel, Era::PerRequest)
+            .await
+        {
+            Err(ToolError::InputRequired(requests)) => {
+                // Everything answered so far travels sealed in requestState, so the retry can
+                // be served by any process without server-side memory.
+                let previous = self.gather_answers(method, &mut params).unwrap_or_default();
+                let target = get_str(&params, "name")
+                    .or_else(|| get_str(&params, "uri"))
+                    .unwrap_or_default();
+                let mut input_requests = Object::new();
+                for r in requests {
+                    input_requests.insert(r.key, json!({"method": r.method, "params": r.params}));
+                }
+                let result = json!({
+                    "resultType": "input_required",
+                    "inputRequests": input_requests,
+                    "requestState": self.inner.sealer.seal(method, target, &previous),
+                });
+                Ok(self.finish_per_request(result, false))
+            }
+            other => other,
+        }
+    }
+
+    /// The answers a 2026-07-28 retry carries: earlier rounds from the sealed `requestState`,
+    /// this round from `inputResponses`.
+    fn gather_answers(&self, method: &str, params: &mut Object) -> Result<Object, ToolError> {
+        let target = get_str(params, "name")
+            .or_else(|| get_str(params, "uri"))
+            .unwrap_or_default()
+            .to_owned();
+        let mut answers = match params.get("requestState") {
+            None => Object::new(),
+            Some(Value::String(state)) => self.inner.sealer.open(method, &target, state).ok_or_else(|| {
+                ErrorObject::invalid_params("requestState is not valid: it was altered, expired, or belongs to another request; start the call again without it")
+            })?,
+            Some(_) => return Err(ErrorObject::invalid_params("requestState must be a string").into()),
+        };
+        match params.get("inputResponses") {
+            None => {}
+            Some(Value::Object(responses)) => {
+                for (k, v) in responses {
+                    answers.insert(k.clone(), v.clone());
+                }
+            }
+            Some(_) => {
+                return Err(ErrorObject::invalid_params("inputResponses must be an object").into());
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Adds what every 2026-07-28 result carries: `resultType`, the server's identity, and cache
+    /// hints on cacheable results.
+    fn finish_per_request(&self, mut result: Value, cacheable: bool) -> String {
+        if let Value::Object(o) = &mut result {
+            o.entry("resultType").or_insert_with(|| json!("complete"));
+            if cacheable {
+                o.entry("ttlMs").or_insert_with(|| json!(0));
+                o.entry("cacheScope").or_insert_with(|| json!("private"));
+            }
+            let meta = o.entry("_meta").or_insert_with(|| json!({}));
+            if let Value::Object(m) = meta {
+                m.insert(meta::SERVER_INFO.into(), self.inner.info.clone());
+            }
+        }
+        result.to_string()
+    }
+
+    /// Methods whose semantics are the same in both eras.
+    async fn run_common(
+        &self,
+        id: &Id,
+        method: &str,
+        params: Object,
+        env: &RequestEnv,
+        channel: Channel,
+        era: Era,
+    ) -> Result<String, ToolError> {
+        let finish = |result: Value, cacheable: bool| -> String {
+            match era {
+                Era::Handshake => result.to_string(),
+                Era::PerRequest => self.finish_per_request(result, cacheable),
+            }
+        };
+        let check_cursor = |params: &Object| -> Result<(), ToolError> {
+            match params.get("cursor") {
+                None | Some(Value::Null) => Ok(()),
+                Some(_) => Err(ErrorObject::invalid_params(
+                    "invalid cursor: this server lists everything in one page",
+                )
+                .into()),
+            }
+        };
+        match method {
+            "tools/list" => {
+                check_cursor(&params)?;
+                Ok(finish(Value::Object(self.inner.tools_list.clone()), true))
+            }
+            "tools/call" => {
+                let result = self.call_tool(id, params, env, channel).await?;
+                Ok(finish(result, false))
+            }
+            "resources/list" => {
+                check_cursor(&params)?;
+                let list: Vec<Value> = self
+                    .inner
+                    .resources
+                    .iter()
+                    .map(|r| Value::Object(r.definition.clone()))
+                    .collect();
+                Ok(finish(json!({"resources": list}), true))
+            }
+            "resources/templates/list" => {
+                check_cursor(&params)?;
+                let list: Vec<Value> = self
+                    .inner
+                    .templates
+                    .iter()
+                    .map(|t| Value::Object(t.definition.clone()))
+                    .collect();
+                Ok(finish(json!({"resourceTemplates": list}), true))
+            }
+            "resources/read" => {
+                let uri = get_str(&params, "uri").ok_or_else(|| {
+                    ErrorObject::invalid_params("resources/read needs params.uri (a string)")
+                })?;
+                let ctx = self.context(id, &params, env, channel);
+                let result = self.read_resource(ctx, uri, era).await?;
+                Ok(finish(result, true))
+            }
+            "prompts/list" => {
+                check_cursor(&params)?;
+                let list: Vec<Value> = self
+                    .inner
+                    .prompts
+                    .iter()
+                    .map(|p| Value::Object(p.definition.clone()))
+                    .collect();
+                Ok(finish(json!({"prompts": list}), true))
+            }
+            "prompts/get" => {
+                let name = get_str(&params, "name").ok_or_else(|| {
+                    ErrorObject::invalid_params("prompts/get needs params.name (a string)")
+                })?;
+                let prompt = self
+                    .inner
+                    .prompts
+                    .iter()
+                    .find(|p| p.name == name)
+                    .ok_or_else(|| {
+                        ErrorObject::invalid_params(format!("Unknown prompt: {name}"))
+                    })?;
+                let args = match params.get("arguments") {
+                    None | Some(Value::Null) => Object::new(),
+                    Some(Value::Object(a)) => a.clone(),
+                    Some(_) => {
+                        return Err(ErrorObject::invalid_params(
+                            "prompts/get arguments must be an object",
+                        )
+                        .into());
+                    }
+                };
+                let ctx = self.context(id, &params, env, channel);
+                let result = (prompt.get)(ctx, args).await?;
+                Ok(finish(result, false))
+            }
+            "completion/complete" => {
+                let f = self
+                    .inner
+                    .completion
+                    .as_ref()
+                    .ok_or_else(|| ErrorObject::method_not_found(method))?;
+                let (Some(r), Some(a)) = (params.get("ref"), params.get("argument")) else {
+                    return Err(ErrorObject::invalid_params(
+                        "completion/complete needs params.ref and params.argument",
+                    )
+                    .into());
+                };
+                let values = f(r, a);
+                let total = values.len();
+                Ok(finish(
+                    json!({"completion": {"values": values, "total": total, "hasMore": false}}),
+                    false,
+                ))
+            }
+            _ => Err(ErrorObject::method_not_found(method).into()),
+        }
+    }
+
+    fn context(&self, id: &Id, params: &Object, env: &RequestEnv, channel: Channel) -> Context {
+        let progress_token = params
+            .get("_meta")
+            .and_then(|m| m.get(meta::PROGRESS_TOKEN))
+            .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
+            .cloned();
+        Context::new(
+            env.session.clone(),
+            id.clone(),
+            progress_token,
+            env.sink.clone(),
+            env.cancel.clone(),
+            channel,
+        )
+    }
+
+    async fn call_tool(
+        &self,
+        id: &Id,
+        params: Object,
+        env: &RequestEnv,
+        channel: Channel,
+    ) -> Result<Value, ToolError> {
+        let name = get_str(&params, "name").ok_or_else(|| {
+            ErrorObject::invalid_params("tools/call needs params.name (a string)")
+        })?;
+        let tool = self
+            .tool(name)
+            .ok_or_else(|| ErrorObject::invalid_params(format!("Unknown tool: {name}")))?;
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => Object::new(),
+            Some(Value::Object(a)) => a.clone(),
+            Some(_) => {
+                return Err(
+                    ErrorObject::invalid_params("tools/call arguments must be an object").into(),
+                );
+            }
+        };
+        let ctx = self.context(id, &params, env, channel);
+        let work = async {
+            match &tool.handler {
+                ToolHandler::Async(f) => AssertUnwindSafe(f(ctx, args))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ErrorObject::internal(format!("tool {name} panicked")).into())
+                    }),
+                ToolHandler::Blocking(f) => {
+                    let permit = self
+                        .inner
+                        .blocking
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| ErrorObject::internal("server is shutting down"))?;
+                    let f = f.clone();
+                    let handle = tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        f(ctx, args)
+                    });
+                    handle.await.unwrap_or_else(|_| {
+                        Err(ErrorObject::internal(format!("tool {name} panicked")).into())
+                    })
+                }
+            }
+        };
+        let output = tokio::select! {
+            out = work => out?,
+            _ = env.cancel.cancelled() => return Err(ToolError::Cancelled),
+        };
+        Ok(output.into_value())
+    }
+
+    async fn read_resource(&self, ctx: Context, uri: &str, era: Era) -> Result<Value, ToolError> {
+        let (body, mime) = if let Some(r) = self.inner.resources.iter().find(|r| r.uri == uri) {
+            ((r.read)(ctx, uri.to_owned()).await?, r.mime_type.clone())
+        } else if let Some((t, vars)) = self
+            .inner
+            .templates
+            .iter()
+            .find_map(|t| t.matches(uri).map(|v| (t, v)))
+        {
+            ((t.read)(ctx, vars).await?, t.mime_type.clone())
+        } else {
+            let code = match era {
+                Era::Handshake => codes::RESOURCE_NOT_FOUND,
+                Era::PerRequest => codes::INVALID_PARAMS,
+            };
+            return Err(ErrorObject::with_data(
+                code,
+                format!("Resource not found: {uri}"),
+                &json!({"uri": uri}),
+            )
+            .into());
+        };
+        let mut content = json!({"uri": uri});
+        if let Some(m) = mime {
+            content["mimeType"] = json!(m);
+        }
+        match body {
+            ResourceBody::Text(t) => content["text"] = json!(t),
+            ResourceBody::Blob(b) => content["blob"] = json!(b),
+        }
+        Ok(json!({"contents": [content]}))
+    }
+
+    /// Handles a notification from the client.
+    pub fn notification(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Option<&serde_json::value::RawValue>,
+    ) {
+        match method {
+            "notifications/initialized" => session.mark_initialized(),
+            "notifications/cancelled" => {
+                let id = params
+                    .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                    .and_then(|v| v.get("requestId").cloned())
+                    .and_then(|v| serde_json::from_value::<Id>(v).ok());
+                if let Some(id) = id {
+                    session.cancel(&id);
+                }
+            }
+            _ => {}
+        }
+    }
+}

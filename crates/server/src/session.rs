@@ -1,0 +1,189 @@
+//! Connection-scoped state of the handshake era, and the channel messages leave through.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+
+use bytes::Bytes;
+use serde_json::Value;
+use taskwire_protocol::{ErrorObject, Id, ProtocolVersion};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::LogLevel;
+
+/// What a transport sends on a stream besides the final response.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A serialized JSON-RPC message (notification or server→client request).
+    Message(Bytes),
+    /// Close the current SSE connection after telling the client to reconnect in `retry_ms`
+    /// (2025-11-25 SSE polling). Transports without SSE ignore it.
+    CloseStream {
+        /// Milliseconds the client waits before resuming.
+        retry_ms: u64,
+    },
+}
+
+/// Where a request's notifications and server→client requests go. Bounded: a slow reader
+/// slows the handler down instead of growing memory.
+pub type Sink = mpsc::Sender<Outgoing>;
+
+/// How many outgoing messages may wait per stream.
+pub const SINK_CAPACITY: usize = 64;
+
+const LEVEL_UNSET: u8 = u8::MAX;
+
+/// State of one handshake-era conversation: a stdio process or an HTTP session.
+///
+/// Per-request (2026-07-28) traffic uses a fresh, empty session per request: nothing may be
+/// inferred from earlier requests.
+#[derive(Debug, Default)]
+pub struct Session {
+    id: Option<String>,
+    negotiated: Mutex<Option<ProtocolVersion>>,
+    client_capabilities: Mutex<Value>,
+    initialized: AtomicBool,
+    log_level: AtomicU8Level,
+    subscriptions: Mutex<HashSet<String>>,
+    in_flight: Mutex<HashMap<Id, CancellationToken>>,
+    pending: Mutex<HashMap<Id, oneshot::Sender<Result<Value, ErrorObject>>>>,
+    next_request_id: AtomicI64,
+    standalone: Mutex<Option<Sink>>,
+}
+
+#[derive(Debug)]
+struct AtomicU8Level(AtomicU8);
+
+impl Default for AtomicU8Level {
+    fn default() -> Self {
+        Self(AtomicU8::new(LEVEL_UNSET))
+    }
+}
+
+impl Session {
+    /// A session, optionally with an id (HTTP sessions have one, stdio does not).
+    pub fn new(id: Option<String>) -> Self {
+        Self {
+            id,
+            ..Self::default()
+        }
+    }
+
+    /// The session id, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The negotiated version, once `initialize` succeeded.
+    pub fn negotiated(&self) -> Option<ProtocolVersion> {
+        *lock(&self.negotiated)
+    }
+
+    /// Records the negotiated version and the client's capabilities (done by `initialize`, or by a
+    /// sessionless transport from the `MCP-Protocol-Version` header).
+    pub fn set_negotiated(&self, v: ProtocolVersion, caps: Value) {
+        *lock(&self.negotiated) = Some(v);
+        *lock(&self.client_capabilities) = caps;
+    }
+
+    /// The capabilities the client declared at `initialize`.
+    pub fn client_capabilities(&self) -> Value {
+        lock(&self.client_capabilities).clone()
+    }
+
+    pub(crate) fn mark_initialized(&self) {
+        self.initialized.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `notifications/initialized` arrived.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_log_level(&self, level: LogLevel) {
+        self.log_level.0.store(level as u8, Ordering::Relaxed);
+    }
+
+    /// Whether a log message at `level` should be sent (everything until the client sets a level).
+    pub(crate) fn logs(&self, level: LogLevel) -> bool {
+        let min = self.log_level.0.load(Ordering::Relaxed);
+        min == LEVEL_UNSET || level as u8 >= min
+    }
+
+    pub(crate) fn subscribe(&self, uri: &str) {
+        lock(&self.subscriptions).insert(uri.to_owned());
+    }
+
+    pub(crate) fn unsubscribe(&self, uri: &str) {
+        lock(&self.subscriptions).remove(uri);
+    }
+
+    /// Whether the client subscribed to `uri`.
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        lock(&self.subscriptions).contains(uri)
+    }
+
+    /// Registers an in-flight request so that `notifications/cancelled` can reach it.
+    pub fn begin(&self, id: &Id, token: CancellationToken) {
+        lock(&self.in_flight).insert(id.clone(), token);
+    }
+
+    /// Forgets an in-flight request.
+    pub fn end(&self, id: &Id) {
+        lock(&self.in_flight).remove(id);
+    }
+
+    /// Cancels an in-flight request (`notifications/cancelled`). Unknown ids are ignored.
+    pub fn cancel(&self, id: &Id) {
+        if let Some(token) = lock(&self.in_flight).get(id) {
+            token.cancel();
+        }
+    }
+
+    /// Cancels every in-flight request (the connection ended).
+    pub fn cancel_all(&self) {
+        for token in lock(&self.in_flight).values() {
+            token.cancel();
+        }
+    }
+
+    /// Registers a server→client request and returns its id and the receiver of its answer.
+    pub(crate) fn expect_answer(&self) -> (Id, oneshot::Receiver<Result<Value, ErrorObject>>) {
+        let id = Id::String(format!(
+            "tw-{}",
+            self.next_request_id.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    pub(crate) fn forget_answer(&self, id: &Id) {
+        lock(&self.pending).remove(id);
+    }
+
+    /// Delivers the client's answer to a server→client request. Returns false for unknown ids.
+    pub fn answer(&self, id: &Id, outcome: Result<Value, ErrorObject>) -> bool {
+        match lock(&self.pending).remove(id) {
+            Some(tx) => tx.send(outcome).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Sets where messages unrelated to any request go (the stdio writer, the HTTP GET stream).
+    pub fn set_standalone(&self, sink: Option<Sink>) {
+        *lock(&self.standalone) = sink;
+    }
+
+    /// The stream for messages unrelated to any request, if one is open.
+    pub fn standalone(&self) -> Option<Sink> {
+        lock(&self.standalone).clone()
+    }
+}
+
+/// Locks a mutex, recovering the data if a holder panicked: every critical section here is a
+/// single map or field update that cannot leave the data half-written.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

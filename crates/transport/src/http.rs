@@ -1,0 +1,1077 @@
+//! Streamable HTTP on axum, both eras on one endpoint.
+//!
+//! Routing of a POST (protocol digest §6.3, "dual-era HTTP routing"):
+//! * a body with `initialize` → handshake era; with sessions on, a new `Mcp-Session-Id`;
+//! * a body carrying 2026-07-28 `_meta` (or `server/discover`) → served statelessly, headers
+//!   validated, session ids ignored;
+//! * anything else → handshake era on the session named by `Mcp-Session-Id` (sessions on), or
+//!   statelessly at the `MCP-Protocol-Version` header's revision (sessions off).
+//!
+//! A request is answered with `application/json` when its handler finishes without sending
+//! anything first, and upgraded to `text/event-stream` the moment it sends a notification or a
+//! server→client request. Handshake-era SSE streams are stored in a bounded per-session event
+//! buffer so a client can resume them with `GET` + `Last-Event-ID`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt as _;
+use taskwire_protocol::jsonrpc::{self, Message};
+use taskwire_protocol::{Era, ErrorObject, Id, ProtocolVersion, codes, headers as mcp_headers};
+use taskwire_server::session::SINK_CAPACITY;
+use taskwire_server::{Outgoing, Prepared, Reply, RequestEnv, Server, Session};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Whether handshake-era clients get sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionMode {
+    /// `initialize` mints an `Mcp-Session-Id`; later requests must carry it.
+    Stateful,
+    /// No sessions: every request stands alone (like rmcp's `NeverSessionManager`).
+    Stateless,
+}
+
+/// Settings of the Streamable HTTP transport.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// The MCP endpoint path (default `/mcp`).
+    pub path: String,
+    /// Sessions for handshake-era clients (default on).
+    pub sessions: SessionMode,
+    /// The largest request body accepted, in bytes (default 4 MiB); larger gets 413.
+    pub max_body_bytes: usize,
+    /// Host names (without port) accepted in `Host` and `Origin`; `None` accepts any. The
+    /// default accepts loopback names only, which defeats DNS rebinding of a local server.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// The most handshake sessions kept at once (default 10,000); beyond it idle sessions are
+    /// evicted, and if none is idle a new `initialize` gets 503.
+    pub max_sessions: usize,
+    /// How long an unused session lives (default 30 minutes).
+    pub session_idle_timeout: Duration,
+    /// Events kept per SSE stream for resumption (default 256).
+    pub events_per_stream: usize,
+    /// Streams kept per session for resumption (default 32).
+    pub streams_per_session: usize,
+    /// Interval of SSE keep-alive comments (default 15 s).
+    pub keep_alive: Duration,
+    /// The `retry` hint sent with priming events, in milliseconds (default 1000).
+    pub retry_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            path: "/mcp".into(),
+            sessions: SessionMode::Stateful,
+            max_body_bytes: 4 * 1024 * 1024,
+            allowed_hosts: Some(vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
+            max_sessions: 10_000,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            events_per_stream: 256,
+            streams_per_session: 32,
+            keep_alive: Duration::from_secs(15),
+            retry_ms: 1000,
+        }
+    }
+}
+
+struct Shared {
+    server: Server,
+    config: HttpConfig,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    shutdown: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handshake session over HTTP: its MCP state plus its resumable SSE streams.
+struct HttpSession {
+    mcp: Arc<Session>,
+    streams: Mutex<StreamTable>,
+    last_used: Mutex<Instant>,
+}
+
+#[derive(Default)]
+struct StreamTable {
+    next_id: u64,
+    streams: HashMap<u64, Arc<EventStream>>,
+    order: VecDeque<u64>,
+}
+
+/// Stream id of the standalone GET stream.
+const STANDALONE: u64 = 0;
+
+impl HttpSession {
+    fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+    }
+
+    fn new_stream(&self, keep: usize, capacity: usize) -> Arc<EventStream> {
+        let mut table = lock(&self.streams);
+        table.next_id += 1;
+        let id = table.next_id;
+        let stream = Arc::new(EventStream::new(id, capacity));
+        table.streams.insert(id, stream.clone());
+        table.order.push_back(id);
+        while table.order.len() > keep {
+            if let Some(old) = table.order.pop_front() {
+                table.streams.remove(&old);
+            }
+        }
+        stream
+    }
+
+    fn stream(&self, id: u64) -> Option<Arc<EventStream>> {
+        lock(&self.streams).streams.get(&id).cloned()
+    }
+}
+
+/// One frame of an SSE body.
+enum Frame {
+    Event { id: Option<String>, data: Bytes },
+    Retry(u64),
+}
+
+impl Frame {
+    fn encode(&self) -> Bytes {
+        match self {
+            Frame::Event { id, data } => {
+                let mut out = Vec::with_capacity(data.len() + 32);
+                if let Some(id) = id {
+                    out.extend_from_slice(b"id: ");
+                    out.extend_from_slice(id.as_bytes());
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\n\n");
+                Bytes::from(out)
+            }
+            Frame::Retry(ms) => Bytes::from(format!("retry: {ms}\n\n")),
+        }
+    }
+}
+
+/// A resumable SSE stream: a bounded buffer of its events and the connection currently
+/// reading it, if any. Every push and every (re)attachment happens under one lock, so a resumed
+/// connection sees each event exactly once, in order.
+struct EventStream {
+    id: u64,
+    state: Mutex<StreamState>,
+}
+
+struct StreamState {
+    events: VecDeque<(u64, Bytes)>,
+    next_seq: u64,
+    capacity: usize,
+    live: Option<mpsc::Sender<Frame>>,
+    finished: bool,
+}
+
+impl EventStream {
+    fn new(id: u64, capacity: usize) -> Self {
+        Self {
+            id,
+            state: Mutex::new(StreamState {
+                events: VecDeque::new(),
+                next_seq: 0,
+                capacity,
+                live: None,
+                finished: false,
+            }),
+        }
+    }
+
+    fn event_id(&self, seq: u64) -> String {
+        format!("{}-{}", self.id, seq)
+    }
+
+    /// Stores an event and forwards it to the live connection, if one reads.
+    fn push(&self, data: Bytes) {
+        let mut st = lock(&self.state);
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        if st.events.len() == st.capacity {
+            st.events.pop_front();
+        }
+        st.events.push_back((seq, data.clone()));
+        if let Some(live) = &st.live
+            && live
+                .try_send(Frame::Event {
+                    id: Some(self.event_id(seq)),
+                    data,
+                })
+                .is_err()
+        {
+            // Gone or too slow: the client resumes from its Last-Event-ID.
+            st.live = None;
+        }
+    }
+
+    fn finish(&self) {
+        let mut st = lock(&self.state);
+        st.finished = true;
+        st.live = None;
+    }
+
+    /// Ends the live connection after a `retry` hint; the stream itself goes on.
+    fn close_live(&self, retry_ms: u64) {
+        let mut st = lock(&self.state);
+        if let Some(live) = st.live.take() {
+            let _ = live.try_send(Frame::Retry(retry_ms));
+        }
+    }
+
+    /// Attaches a connection, first replaying every stored event after `after`.
+    fn attach(&self, after: Option<u64>, capacity: usize) -> mpsc::Receiver<Frame> {
+        let mut st = lock(&self.state);
+        let replay: Vec<(u64, Bytes)> = st
+            .events
+            .iter()
+            .filter(|(seq, _)| after.is_none_or(|a| *seq > a))
+            .cloned()
+            .collect();
+        let (tx, rx) = mpsc::channel(capacity.max(replay.len() + SINK_CAPACITY));
+        for (seq, data) in replay {
+            let _ = tx.try_send(Frame::Event {
+                id: Some(self.event_id(seq)),
+                data,
+            });
+        }
+        if !st.finished {
+            st.live = Some(tx);
+        }
+        rx
+    }
+}
+
+/// Builds the axum router serving `server` at `config.path`.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use taskwire_server::Server;
+/// use taskwire_transport::http::{router, HttpConfig};
+/// let app = router(Server::builder("demo", "0.1.0").build(), HttpConfig::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// axum::serve(listener, app).await
+/// # }
+/// ```
+pub fn router(server: Server, config: HttpConfig) -> Router {
+    router_with_shutdown(server, config, CancellationToken::new())
+}
+
+/// Like [`router`], with a token that ends every open SSE stream when cancelled (so that a
+/// graceful shutdown does not wait for idle streams).
+pub fn router_with_shutdown(
+    server: Server,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> Router {
+    let path = config.path.clone();
+    let shared = Arc::new(Shared {
+        server,
+        config,
+        sessions: Mutex::new(HashMap::new()),
+        shutdown,
+    });
+    Router::new().route(&path, any(endpoint)).with_state(shared)
+}
+
+/// Serves `server` on `listener` until `shutdown` is cancelled, with `TCP_NODELAY` on every
+/// accepted socket; in-flight requests finish, open SSE streams end.
+pub async fn serve(
+    server: Server,
+    listener: tokio::net::TcpListener,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let app = router_with_shutdown(server, config, shutdown.clone());
+    let listener = listener.tap_io(|tcp| {
+        // Small JSON-RPC answers must not wait for delayed ACKs (Nagle); see BENCHMARKS.md.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(status: StatusCode, id: Option<&Id>, error: &ErrorObject) -> Response {
+    let mut out = Vec::with_capacity(160);
+    jsonrpc::write_error(&mut out, id, error);
+    json_response(status, out)
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        None,
+        &ErrorObject::invalid_request(message),
+    )
+}
+
+fn status_only(status: StatusCode) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The host name of a `Host` or `Origin` authority, without port.
+fn host_name(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// DNS-rebinding defence: `Host` and, when present, `Origin` must name an allowed host.
+fn check_origin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(allowed) = &config.allowed_hosts else {
+        return Ok(());
+    };
+    let forbidden = |what: &str| {
+        error_response(
+            StatusCode::FORBIDDEN,
+            None,
+            &ErrorObject::invalid_request(format!(
+                "Forbidden: {what} is not an allowed host for this server"
+            )),
+        )
+    };
+    let is_allowed = |host: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(host));
+    if let Some(host) = headers.get(header::HOST) {
+        let host = host.to_str().unwrap_or("");
+        if !is_allowed(host_name(host)) {
+            return Err(forbidden("the Host header"));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        if !authority.is_some_and(|a| is_allowed(host_name(a))) {
+            return Err(forbidden("the Origin header"));
+        }
+    }
+    Ok(())
+}
+
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let media = item.split(';').next().unwrap_or("").trim();
+            media == wanted
+                || media == "*/*"
+                || (media.ends_with("/*") && wanted.starts_with(&media[..media.len() - 1]))
+        })
+}
+
+async fn endpoint(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if let Err(resp) = check_origin(&shared.config, request.headers()) {
+        return resp;
+    }
+    match *request.method() {
+        Method::POST => post(shared, request).await,
+        Method::GET => get(shared, request.headers()),
+        Method::DELETE => delete(&shared, request.headers()),
+        _ => status_only(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+fn session_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(mcp_headers::SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+}
+
+impl Shared {
+    fn find_session(&self, id: &str) -> Option<Arc<HttpSession>> {
+        let found = lock(&self.sessions).get(id).cloned();
+        if let Some(s) = &found {
+            s.touch();
+        }
+        found
+    }
+
+    fn create_session(&self) -> Option<(String, Arc<HttpSession>)> {
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= self.config.max_sessions {
+            let timeout = self.config.session_idle_timeout;
+            sessions.retain(|_, s| lock(&s.last_used).elapsed() < timeout);
+            if sessions.len() >= self.config.max_sessions {
+                return None;
+            }
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let session = Arc::new(HttpSession {
+            mcp: Arc::new(Session::new(Some(id.clone()))),
+            streams: Mutex::new(StreamTable::default()),
+            last_used: Mutex::new(Instant::now()),
+        });
+        sessions.insert(id.clone(), session.clone());
+        Some((id, session))
+    }
+}
+
+fn check_protocol_header(headers: &HeaderMap) -> Result<Option<ProtocolVersion>, Response> {
+    match headers.get(mcp_headers::PROTOCOL_VERSION) {
+        None => Ok(None),
+        Some(v) => match v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<ProtocolVersion>().ok())
+        {
+            Some(v) => Ok(Some(v)),
+            None => Err(bad_request(format!(
+                "Bad Request: unsupported MCP-Protocol-Version {:?}; supported: {}",
+                String::from_utf8_lossy(v.as_bytes()),
+                ProtocolVersion::ALL.map(|v| v.as_str()).join(", ")
+            ))),
+        },
+    }
+}
+
+async fn post(shared: Arc<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let content_type_ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !content_type_ok {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            &ErrorObject::invalid_request(
+                "Unsupported Media Type: POST bodies must be Content-Type: application/json",
+            ),
+        );
+    }
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            &ErrorObject::invalid_request(
+                "Not Acceptable: the Accept header must list both application/json and text/event-stream",
+            ),
+        );
+    }
+    let limit = shared.config.max_body_bytes;
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                &ErrorObject::invalid_request(format!(
+                    "Payload Too Large: the body exceeds {limit} bytes"
+                )),
+            );
+        }
+        Err(_) => return bad_request("Bad Request: the body could not be read"),
+    };
+    let message = match Message::parse(&bytes) {
+        Ok(m) => m,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.id(), &e.to_error()),
+    };
+    match message {
+        Message::Request(req) => post_request(shared, req, &headers).await,
+        Message::Notification(n) => {
+            if let Some(session) = session_header(&headers).and_then(|id| shared.find_session(id)) {
+                shared
+                    .server
+                    .notification(&session.mcp, &n.method, n.params.as_deref());
+            }
+            status_only(StatusCode::ACCEPTED)
+        }
+        Message::Response(_) | Message::Error(_) => post_answer(&shared, message, &headers),
+    }
+}
+
+/// A client's answer to a server→client request (handshake sessions only).
+fn post_answer(shared: &Shared, message: Message, headers: &HeaderMap) -> Response {
+    let Some(session) = session_header(headers).and_then(|id| shared.find_session(id)) else {
+        return bad_request(
+            "Bad Request: a JSON-RPC response must be sent on the session (Mcp-Session-Id) of the request it answers",
+        );
+    };
+    match message {
+        Message::Response(r) => {
+            let result = serde_json::from_str(r.result.get()).unwrap_or_default();
+            session.mcp.answer(&r.id, Ok(result));
+        }
+        Message::Error(e) => {
+            if let Some(id) = &e.id {
+                session.mcp.answer(id, Err(e.error));
+            }
+        }
+        _ => {}
+    }
+    status_only(StatusCode::ACCEPTED)
+}
+
+/// HTTP status of a per-request-era reply (rmcp's mapping, protocol digest §6.3).
+fn per_request_status(code: Option<i32>, rejected: bool) -> StatusCode {
+    match code {
+        None => StatusCode::OK,
+        Some(codes::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            codes::HEADER_MISMATCH
+            | codes::MISSING_REQUIRED_CLIENT_CAPABILITY
+            | codes::UNSUPPORTED_PROTOCOL_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        Some(_) if rejected => StatusCode::BAD_REQUEST,
+        Some(_) => StatusCode::OK,
+    }
+}
+
+async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &HeaderMap) -> Response {
+    let is_initialize = req.method == "initialize";
+    let prepared = match shared.server.prepare(req, Some(headers)) {
+        Ok(p) => p,
+        Err(rejected) => {
+            let status = match rejected.era {
+                Era::PerRequest => per_request_status(Some(rejected.error.code), true),
+                Era::Handshake => StatusCode::OK,
+            };
+            return error_response(status, Some(&rejected.id), &rejected.error);
+        }
+    };
+    if prepared.era() == Era::PerRequest {
+        let env = RequestEnv {
+            session: Arc::new(Session::new(None)),
+            sink: None,
+            cancel: CancellationToken::new(),
+        };
+        return respond(&shared, prepared, env, None, None).await;
+    }
+    let header_version = match check_protocol_header(headers) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if header_version.is_some_and(|v| v.era() == Era::PerRequest) {
+        return bad_request(
+            "Bad Request: MCP-Protocol-Version 2026-07-28 requires the per-request _meta (io.modelcontextprotocol/protocolVersion and clientCapabilities) in the body",
+        );
+    }
+    match shared.config.sessions {
+        SessionMode::Stateless => {
+            let session = Arc::new(Session::new(None));
+            if !is_initialize {
+                let version = header_version.unwrap_or(ProtocolVersion::HTTP_DEFAULT);
+                session.set_negotiated(version, serde_json::json!({}));
+            }
+            let env = RequestEnv {
+                session,
+                sink: None,
+                cancel: CancellationToken::new(),
+            };
+            respond(&shared, prepared, env, None, None).await
+        }
+        SessionMode::Stateful if is_initialize => {
+            let Some((id, session)) = shared.create_session() else {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(prepared.id()),
+                    &ErrorObject::internal(
+                        "Service Unavailable: too many open sessions; retry later",
+                    ),
+                );
+            };
+            let env = RequestEnv {
+                session: session.mcp.clone(),
+                sink: None,
+                cancel: CancellationToken::new(),
+            };
+            let mut resp = respond(&shared, prepared, env, Some(session.clone()), None).await;
+            let ok = resp.status().is_success();
+            match HeaderValue::from_str(&id) {
+                Ok(v) if ok => {
+                    resp.headers_mut().insert(mcp_headers::SESSION_ID, v);
+                }
+                _ => {
+                    lock(&shared.sessions).remove(&id);
+                }
+            }
+            resp
+        }
+        SessionMode::Stateful => {
+            let Some(id) = session_header(headers) else {
+                return bad_request(
+                    "Bad Request: Mcp-Session-Id header is required; send initialize first to get one",
+                );
+            };
+            let Some(session) = shared.find_session(id) else {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    Some(prepared.id()),
+                    &ErrorObject::invalid_request(
+                        "Session not found: it ended or never existed; initialize a new session",
+                    ),
+                );
+            };
+            let env = RequestEnv {
+                session: session.mcp.clone(),
+                sink: None,
+                cancel: CancellationToken::new(),
+            };
+            respond(
+                &shared,
+                prepared,
+                env,
+                Some(session.clone()),
+                Some(id.to_owned()),
+            )
+            .await
+        }
+    }
+}
+
+fn reply_response(reply: &Reply, rejected_status: bool) -> Response {
+    let status = match reply.era {
+        Era::PerRequest => per_request_status(reply.error_code(), rejected_status),
+        Era::Handshake => StatusCode::OK,
+    };
+    match reply.to_bytes() {
+        Some(body) => json_response(status, body),
+        None => status_only(StatusCode::ACCEPTED),
+    }
+}
+
+/// Runs a request and answers with JSON, upgrading to SSE as soon as the handler sends
+/// anything before its result.
+async fn respond(
+    shared: &Arc<Shared>,
+    prepared: Prepared,
+    mut env: RequestEnv,
+    session: Option<Arc<HttpSession>>,
+    _session_id: Option<String>,
+) -> Response {
+    let era = prepared.era();
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
+    env.sink = Some(tx);
+    let cancel = env.cancel.clone();
+    // Per-request era: a client that goes away cancels its request (closing the stream IS the
+    // cancellation); this guard fires when the connection drops this future.
+    let guard = (era == Era::PerRequest).then(|| cancel.clone().drop_guard());
+    let server = shared.server.clone();
+    // 2025-11-25 sessions always answer on a resumable stream that opens with a priming event
+    // (SEP-1699): a client can resume any request, not only those that happened to notify.
+    let resumable = session
+        .as_ref()
+        .and_then(|s| s.mcp.negotiated())
+        .is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
+    if resumable {
+        let handle = tokio::spawn(async move { server.run(prepared, env).await });
+        return upgrade(shared, era, None, rx, handle, cancel, guard, session);
+    }
+    let mut work = Box::pin(async move { server.run(prepared, env).await });
+    let first = tokio::select! {
+        biased;
+        msg = rx.recv() => msg,
+        reply = &mut work => match rx.try_recv() {
+            Ok(msg) => {
+                // It sent something and finished at once: stream both.
+                let handle = tokio::spawn(async move { reply });
+                return upgrade(shared, era, Some(msg), rx, handle, cancel, guard, session);
+            }
+            Err(_) => return reply_response(&reply, false),
+        },
+    };
+    let Some(first) = first else {
+        let reply = work.await;
+        return reply_response(&reply, false);
+    };
+    let handle = tokio::spawn(work);
+    upgrade(shared, era, Some(first), rx, handle, cancel, guard, session)
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// An SSE body from a frame receiver, with keep-alive comments, ending when the receiver closes
+/// or on shutdown.
+fn sse_body(
+    mut rx: mpsc::Receiver<Frame>,
+    keep_alive: Duration,
+    shutdown: CancellationToken,
+    on_drop: Option<tokio_util::sync::DropGuard>,
+) -> Body {
+    let stream = async_stream(move |yield_tx| async move {
+        let _on_drop = on_drop;
+        let mut ticker = tokio::time::interval(keep_alive);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    // The stream ends when its producer lets go (a response delivered, or an
+                    // SSE-polling close after a retry hint), never on a frame by itself.
+                    Some(f) => {
+                        if yield_tx.send(f.encode()).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if yield_tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+    Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>))
+}
+
+/// A stream fed by a producer future through a small channel; the producer stops when the
+/// stream is dropped (its sends fail).
+fn async_stream<F, Fut>(producer: F) -> impl futures_util::Stream<Item = Bytes> + Send + 'static
+where
+    F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(producer(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upgrade(
+    shared: &Arc<Shared>,
+    era: Era,
+    first: Option<Outgoing>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    work: tokio::task::JoinHandle<Reply>,
+    cancel: CancellationToken,
+    guard: Option<tokio_util::sync::DropGuard>,
+    session: Option<Arc<HttpSession>>,
+) -> Response {
+    let config = &shared.config;
+    let resumable = session.is_some()
+        && session
+            .as_ref()
+            .and_then(|s| s.mcp.negotiated())
+            .is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
+    match (session, resumable) {
+        (Some(session), true) => {
+            // Handshake session: every event goes through the resumable stream; a closed
+            // connection does not cancel the work (the client may resume).
+            drop(guard);
+            let stream = session.new_stream(config.streams_per_session, config.events_per_stream);
+            stream.push(Bytes::new()); // priming event: an id the client can resume from
+            let frames = stream.attach(None, SINK_CAPACITY);
+            {
+                // The priming event carries the retry hint too.
+                let st = lock(&stream.state);
+                if let Some(live) = &st.live {
+                    let _ = live.try_send(Frame::Retry(config.retry_ms));
+                }
+            }
+            let pump_stream = stream.clone();
+            tokio::spawn(async move {
+                let mut pending = first;
+                let mut work = work;
+                loop {
+                    if let Some(out) = pending.take() {
+                        match out {
+                            Outgoing::Message(b) => pump_stream.push(b),
+                            Outgoing::CloseStream { retry_ms } => pump_stream.close_live(retry_ms),
+                        }
+                    }
+                    tokio::select! {
+                        biased;
+                        msg = rx.recv() => match msg {
+                            Some(m) => pending = Some(m),
+                            None => {
+                                if let Ok(reply) = (&mut work).await
+                                    && let Some(bytes) = reply.to_bytes() {
+                                    pump_stream.push(Bytes::from(bytes));
+                                }
+                                break;
+                            }
+                        },
+                        reply = &mut work => {
+                            while let Ok(m) = rx.try_recv() {
+                                if let Outgoing::Message(b) = m { pump_stream.push(b); }
+                            }
+                            if let Ok(reply) = reply && let Some(bytes) = reply.to_bytes() {
+                                pump_stream.push(Bytes::from(bytes));
+                            }
+                            break;
+                        }
+                    }
+                }
+                pump_stream.finish();
+            });
+            sse_response(sse_body(
+                frames,
+                config.keep_alive,
+                shared.shutdown.clone(),
+                None,
+            ))
+        }
+        _ => {
+            // Not resumable: stream straight to this connection. In the per-request era a
+            // closed connection cancels the request.
+            let (ftx, frx) = mpsc::channel::<Frame>(SINK_CAPACITY);
+            tokio::spawn(async move {
+                let mut work = work;
+                let mut pending = first;
+                loop {
+                    if let Some(Outgoing::Message(b)) = pending.take()
+                        && ftx.send(Frame::Event { id: None, data: b }).await.is_err()
+                    {
+                        if era == Era::PerRequest {
+                            cancel.cancel();
+                        }
+                        break;
+                    }
+                    tokio::select! {
+                        biased;
+                        msg = rx.recv() => match msg {
+                            Some(m) => pending = Some(m),
+                            None => {
+                                if let Ok(reply) = (&mut work).await && let Some(bytes) = reply.to_bytes() {
+                                    let _ = ftx.send(Frame::Event { id: None, data: Bytes::from(bytes) }).await;
+                                }
+                                break;
+                            }
+                        },
+                        reply = &mut work => {
+                            while let Ok(m) = rx.try_recv() {
+                                if let Outgoing::Message(b) = m {
+                                    let _ = ftx.send(Frame::Event { id: None, data: b }).await;
+                                }
+                            }
+                            if let Ok(reply) = reply && let Some(bytes) = reply.to_bytes() {
+                                let _ = ftx.send(Frame::Event { id: None, data: Bytes::from(bytes) }).await;
+                            }
+                            break;
+                        }
+                        _ = ftx.closed() => {
+                            if era == Era::PerRequest {
+                                cancel.cancel();
+                            }
+                            break;
+                        }
+                    }
+                }
+            });
+            sse_response(sse_body(
+                frx,
+                config.keep_alive,
+                shared.shutdown.clone(),
+                guard,
+            ))
+        }
+    }
+}
+
+fn parse_event_id(value: &str) -> Option<(u64, u64)> {
+    let (stream, seq) = value.split_once('-')?;
+    Some((stream.parse().ok()?, seq.parse().ok()?))
+}
+
+fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
+    if !accepts(headers, "text/event-stream") {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            &ErrorObject::invalid_request(
+                "Not Acceptable: a GET stream needs Accept: text/event-stream",
+            ),
+        );
+    }
+    if shared.config.sessions == SessionMode::Stateless {
+        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let Some(id) = session_header(headers) else {
+        // No session: a 2026-07-28 client, or a legacy client without a session; neither has
+        // a standalone stream here.
+        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+    };
+    let Some(session) = shared.find_session(id) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            &ErrorObject::invalid_request("Session not found: initialize a new session"),
+        );
+    };
+    let config = &shared.config;
+    let last_event = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_event_id);
+    if let Some((stream_id, seq)) = last_event {
+        return match session.stream(stream_id) {
+            Some(stream) => {
+                let frames = stream.attach(Some(seq), SINK_CAPACITY);
+                sse_response(sse_body(
+                    frames,
+                    config.keep_alive,
+                    shared.shutdown.clone(),
+                    None,
+                ))
+            }
+            // Nothing to resume: an empty stream that ends, so EventSource clients stop retrying.
+            None => sse_response(Body::empty()),
+        };
+    }
+    // The standalone stream: messages not tied to any request (list changes, resource updates).
+    let stream = {
+        let mut table = lock(&session.streams);
+        table
+            .streams
+            .entry(STANDALONE)
+            .or_insert_with(|| Arc::new(EventStream::new(STANDALONE, config.events_per_stream)))
+            .clone()
+    };
+    let frames = stream.attach(Some(u64::MAX), SINK_CAPACITY);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
+    session.mcp.set_standalone(Some(tx));
+    tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            if let Outgoing::Message(b) = out {
+                stream.push(b);
+            }
+        }
+    });
+    sse_response(sse_body(
+        frames,
+        config.keep_alive,
+        shared.shutdown.clone(),
+        None,
+    ))
+}
+
+fn delete(shared: &Shared, headers: &HeaderMap) -> Response {
+    if shared.config.sessions == SessionMode::Stateless {
+        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let Some(id) = session_header(headers) else {
+        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+    };
+    match lock(&shared.sessions).remove(id) {
+        Some(session) => {
+            session.mcp.cancel_all();
+            session.mcp.set_standalone(None);
+            status_only(StatusCode::OK)
+        }
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            &ErrorObject::invalid_request("Session not found"),
+        ),
+    }
+}
+
+/// Counts requests served; exposed for tests and metrics.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Requests answered.
+    pub requests: AtomicU64,
+}
+
+impl Counters {
+    /// Increments the request count.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_drop_ports_and_keep_ipv6_brackets() {
+        assert_eq!(host_name("localhost:3000"), "localhost");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn accept_matching_understands_wildcards_and_parameters() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;q=0.9, text/event-stream"),
+        );
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert!(accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        assert!(!accepts(&h, "application/json"));
+    }
+
+    #[test]
+    fn a_resumed_stream_replays_only_what_followed_the_last_event() {
+        let s = EventStream::new(3, 8);
+        s.push(Bytes::from_static(b"a"));
+        s.push(Bytes::from_static(b"b"));
+        s.push(Bytes::from_static(b"c"));
+        let mut rx = s.attach(Some(0), 8);
+        let mut got = Vec::new();
+        while let Ok(Frame::Event { id, data }) = rx.try_recv() {
+            got.push((id.unwrap(), data));
+        }
+        assert_eq!(
+            got,
+            vec![
+                ("3-1".to_string(), Bytes::from_static(b"b")),
+                ("3-2".to_string(), Bytes::from_static(b"c"))
+            ]
+        );
+        assert_eq!(parse_event_id("3-2"), Some((3, 2)));
+    }
+}

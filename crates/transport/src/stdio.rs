@@ -1,0 +1,292 @@
+//! The stdio transport: one JSON-RPC message per line, both eras.
+//!
+//! * `server/discover` is answered at any time and never pins the era, so a probing client may
+//!   still `initialize` afterwards (protocol digest §2.4).
+//! * The era is pinned by the first successful era-distinctive request: `initialize` pins the
+//!   handshake era, any other request carrying 2026-07-28 `_meta` pins the per-request era.
+//! * Every request runs concurrently: a slow tool never delays `ping` or other requests.
+//! * A line longer than the limit is discarded unread and answered with `-32600`.
+//! * End of input cancels what is still running and returns once every answer is written.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use taskwire_protocol::jsonrpc::{self, Message};
+use taskwire_protocol::{Era, ErrorObject};
+use taskwire_server::{Outgoing, RequestEnv, Server, Session};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Settings of the stdio transport.
+#[derive(Clone, Debug)]
+pub struct StdioConfig {
+    /// The longest line accepted, in bytes (default 4 MiB).
+    pub max_line_bytes: usize,
+}
+
+impl Default for StdioConfig {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Serves `server` on the process's standard input and output until input ends.
+pub async fn serve_stdio(server: Server, config: StdioConfig) -> std::io::Result<()> {
+    serve(
+        server,
+        BufReader::with_capacity(64 * 1024, tokio::io::stdin()),
+        tokio::io::stdout(),
+        config,
+    )
+    .await
+}
+
+/// Serves `server` over any line-oriented byte stream pair.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use taskwire_server::Server;
+/// use taskwire_transport::stdio::{serve, StdioConfig};
+/// let input: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n";
+/// let mut output = Vec::new();
+/// serve(Server::builder("s", "1").build(), input, &mut output, StdioConfig::default()).await.unwrap();
+/// assert_eq!(output, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+/// # });
+/// ```
+pub async fn serve<R, W>(
+    server: Server,
+    mut reader: R,
+    writer: W,
+    config: StdioConfig,
+) -> std::io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Outgoing>(1024);
+    let writer_task = tokio::spawn(write_lines(writer, rx));
+    let session = Arc::new(Session::new(None));
+    session.set_standalone(Some(tx.clone()));
+    let pinned: Arc<Mutex<Option<Era>>> = Arc::new(Mutex::new(None));
+    let tracker = TaskTracker::new();
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        match read_line(&mut reader, &mut line, config.max_line_bytes).await? {
+            LineRead::Eof => break,
+            LineRead::TooLong => {
+                let err = ErrorObject::invalid_request(format!(
+                    "Invalid Request: line longer than {} bytes was discarded",
+                    config.max_line_bytes
+                ));
+                send_error(&tx, None, &err).await;
+            }
+            LineRead::Line => {
+                let text = trim_line(&line);
+                if text.is_empty() {
+                    continue;
+                }
+                match Message::parse(text) {
+                    Err(e) => send_error(&tx, e.id(), &e.to_error()).await,
+                    Ok(Message::Notification(n)) => {
+                        server.notification(&session, &n.method, n.params.as_deref())
+                    }
+                    Ok(Message::Response(r)) => {
+                        let result = serde_json::from_str(r.result.get()).unwrap_or_default();
+                        session.answer(&r.id, Ok(result));
+                    }
+                    Ok(Message::Error(e)) => {
+                        if let Some(id) = &e.id {
+                            session.answer(id, Err(e.error));
+                        }
+                    }
+                    Ok(Message::Request(req)) => {
+                        let is_probe = req.method == "server/discover";
+                        let is_initialize = req.method == "initialize";
+                        let prepared = match server.prepare(req, None) {
+                            Ok(p) => p,
+                            Err(rejected) => {
+                                send_error(&tx, Some(&rejected.id), &rejected.error).await;
+                                continue;
+                            }
+                        };
+                        let era = prepared.era();
+                        let current = *pinned.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(conflict) = era_conflict(current, era, is_probe, is_initialize)
+                        {
+                            send_error(&tx, Some(prepared.id()), &conflict).await;
+                            continue;
+                        }
+                        let (server, session, tx, pinned) =
+                            (server.clone(), session.clone(), tx.clone(), pinned.clone());
+                        tracker.spawn(async move {
+                            let cancel = CancellationToken::new();
+                            let id = prepared.id().clone();
+                            // Requests of both eras are cancelled through the connection's
+                            // notifications/cancelled; a per-request session only isolates state.
+                            let session_for_request = match era {
+                                Era::Handshake => session.clone(),
+                                Era::PerRequest => {
+                                    session.begin(&id, cancel.clone());
+                                    Arc::new(per_request_session(&tx))
+                                }
+                            };
+                            let env = RequestEnv {
+                                session: session_for_request,
+                                sink: Some(tx.clone()),
+                                cancel,
+                            };
+                            let reply = server.run(prepared, env).await;
+                            if era == Era::PerRequest {
+                                session.end(&id);
+                            }
+                            let succeeded = matches!(reply.outcome, Some(Ok(_)));
+                            if succeeded && !is_probe {
+                                pinned
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(era);
+                            }
+                            if let Some(bytes) = reply.to_bytes() {
+                                let _ = tx.send(Outgoing::Message(Bytes::from(bytes))).await;
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+    session.cancel_all();
+    tracker.close();
+    tracker.wait().await;
+    session.set_standalone(None);
+    drop(tx);
+    writer_task.await.map_err(std::io::Error::other)?
+}
+
+/// A fresh session for one 2026-07-28 request: nothing carries over between requests.
+fn per_request_session(tx: &mpsc::Sender<Outgoing>) -> Session {
+    let s = Session::new(None);
+    s.set_standalone(Some(tx.clone()));
+    s
+}
+
+/// The error for a request of the other era on a pinned connection, if any.
+fn era_conflict(
+    pinned: Option<Era>,
+    era: Era,
+    is_probe: bool,
+    is_initialize: bool,
+) -> Option<ErrorObject> {
+    match (pinned?, era) {
+        _ if is_probe => None,
+        (Era::Handshake, Era::PerRequest) => Some(ErrorObject::invalid_request(
+            "Invalid Request: this connection was initialized with the handshake era; 2026-07-28 requests need a new connection",
+        )),
+        (Era::PerRequest, Era::Handshake) if is_initialize => Some(ErrorObject::invalid_request(
+            "Invalid Request: this connection already speaks 2026-07-28 (per-request _meta); initialize needs a new connection",
+        )),
+        _ => None,
+    }
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    let start = line[..end]
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(end);
+    &line[start..end]
+}
+
+async fn send_error(
+    tx: &mpsc::Sender<Outgoing>,
+    id: Option<&taskwire_protocol::Id>,
+    error: &ErrorObject,
+) {
+    let mut out = Vec::with_capacity(128);
+    jsonrpc::write_error(&mut out, id, error);
+    let _ = tx.send(Outgoing::Message(Bytes::from(out))).await;
+}
+
+enum LineRead {
+    Line,
+    TooLong,
+    Eof,
+}
+
+/// Reads one line into `buf`, never holding more than `max` bytes: an overlong line is skipped
+/// through to its newline without being stored.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    let mut too_long = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (too_long, buf.is_empty()) {
+                (true, _) => LineRead::TooLong,
+                (false, true) => LineRead::Eof,
+                (false, false) => LineRead::Line,
+            });
+        }
+        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let used = chunk.len();
+        if !too_long {
+            if buf.len() + used > max + 1 {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        reader.consume(used);
+        if found {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+/// Writes each message as one line, flushing only when no more messages are waiting.
+async fn write_lines<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        push_line(&mut buf, first);
+        while let Ok(next) = rx.try_recv() {
+            push_line(&mut buf, next);
+            if buf.len() > 256 * 1024 {
+                break;
+            }
+        }
+        writer.write_all(&buf).await?;
+        writer.flush().await?;
+        buf.clear();
+    }
+    writer.flush().await
+}
+
+fn push_line(buf: &mut Vec<u8>, out: Outgoing) {
+    if let Outgoing::Message(bytes) = out {
+        buf.extend_from_slice(&bytes);
+        buf.push(b'\n');
+    }
+}
