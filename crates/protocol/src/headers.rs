@@ -34,20 +34,11 @@ pub const SESSION_ID: &str = "mcp-session-id";
 pub fn decode_value(raw: &[u8]) -> Option<String> {
     // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
     let text = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
-    if let Some(inner) = text
-        .strip_prefix("=?base64?")
-        .and_then(|t| t.strip_suffix("?="))
-    {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(inner)
-            .ok()?;
+    if let Some(inner) = text.strip_prefix("=?base64?").and_then(|t| t.strip_suffix("?=")) {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(inner).ok()?;
         return String::from_utf8(bytes).ok();
     }
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        Some(text.to_owned())
-    } else {
-        None
-    }
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) { Some(text.to_owned()) } else { None }
 }
 
 /// The value of a header that must appear at most once, decoded.
@@ -62,24 +53,16 @@ pub fn single(headers: &HeaderMap, name: &str) -> Result<Option<String>, ErrorOb
         return Err(mismatch(format!("header {name} appears more than once")));
     }
     decode_value(first.as_bytes()).map(Some).ok_or_else(|| {
-        mismatch(format!(
-            "header {name} has a value that is neither visible ASCII nor valid =?base64?…?= form"
-        ))
+        mismatch(format!("header {name} has a value that is neither visible ASCII nor valid =?base64?…?= form"))
     })
 }
 
 fn mismatch(message: String) -> ErrorObject {
-    ErrorObject::new(
-        codes::HEADER_MISMATCH,
-        format!("Header mismatch: {message}"),
-    )
+    ErrorObject::new(codes::HEADER_MISMATCH, format!("Header mismatch: {message}"))
 }
 
 /// The body value that `Mcp-Name` must carry for `method`, if the method has one.
-pub fn expected_name<'a>(
-    method: &str,
-    params: Option<&'a Map<String, Value>>,
-) -> Option<&'a Value> {
+pub fn expected_name<'a>(method: &str, params: Option<&'a Map<String, Value>>) -> Option<&'a Value> {
     let key = match method {
         "tools/call" | "prompts/get" => "name",
         "resources/read" => "uri",
@@ -113,22 +96,16 @@ pub fn validate_standard(
     match single(headers, PROTOCOL_VERSION)? {
         Some(v) if v == version => {}
         Some(v) => {
-            return Err(mismatch(format!(
-                "MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"
-            )));
+            return Err(mismatch(format!("MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}")));
         }
         None => {
-            return Err(mismatch(
-                "the MCP-Protocol-Version header is required".into(),
-            ));
+            return Err(mismatch("the MCP-Protocol-Version header is required".into()));
         }
     }
     match single(headers, METHOD)? {
         Some(m) if m == method => {}
         Some(m) => {
-            return Err(mismatch(format!(
-                "Mcp-Method is {m:?} but the body's method is {method:?}"
-            )));
+            return Err(mismatch(format!("Mcp-Method is {m:?} but the body's method is {method:?}")));
         }
         None => return Err(mismatch("the Mcp-Method header is required".into())),
     }
@@ -136,12 +113,8 @@ pub fn validate_standard(
     match (expected_name(method, params), header_name) {
         (None, _) => Ok(()),
         (Some(Value::String(want)), Some(got)) if *want == got => Ok(()),
-        (Some(want), Some(got)) => Err(mismatch(format!(
-            "Mcp-Name is {got:?} but the body says {want}"
-        ))),
-        (Some(_), None) => Err(mismatch(format!(
-            "the Mcp-Name header is required for {method}"
-        ))),
+        (Some(want), Some(got)) => Err(mismatch(format!("Mcp-Name is {got:?} but the body says {want}"))),
+        (Some(_), None) => Err(mismatch(format!("the Mcp-Name header is required for {method}"))),
     }
 }
 
@@ -176,14 +149,10 @@ pub fn validate_params(
         match (value, got) {
             (None, None) => {}
             (None, Some(_)) => {
-                return Err(mismatch(format!(
-                    "Mcp-Param-{header} is set but argument {arg:?} is absent"
-                )));
+                return Err(mismatch(format!("Mcp-Param-{header} is set but argument {arg:?} is absent")));
             }
             (Some(_), None) => {
-                return Err(mismatch(format!(
-                    "Mcp-Param-{header} is required because argument {arg:?} is present"
-                )));
+                return Err(mismatch(format!("Mcp-Param-{header} is required because argument {arg:?} is present")));
             }
             (Some(v), Some(got)) => {
                 let same = match v {
@@ -191,17 +160,12 @@ pub fn validate_params(
                     Value::Bool(b) => got == if *b { "true" } else { "false" },
                     Value::Number(n) => match (n.as_i64(), got.parse::<i64>()) {
                         (Some(a), Ok(b)) => a == b,
-                        _ => n
-                            .as_f64()
-                            .zip(got.parse::<f64>().ok())
-                            .is_some_and(|(a, b)| a == b),
+                        _ => n.as_f64().zip(got.parse::<f64>().ok()).is_some_and(|(a, b)| a == b),
                     },
                     _ => false,
                 };
                 if !same {
-                    return Err(mismatch(format!(
-                        "Mcp-Param-{header} is {got:?} but argument {arg:?} is {v}"
-                    )));
+                    return Err(mismatch(format!("Mcp-Param-{header} is {got:?} but argument {arg:?} is {v}")));
                 }
             }
         }
@@ -217,10 +181,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
     }
@@ -228,19 +189,10 @@ mod tests {
     #[test]
     fn standard_headers_must_match_the_body() {
         let p = json!({"name":"echo"});
-        let ok = headers(&[
-            ("MCP-Protocol-Version", "2026-07-28"),
-            ("Mcp-Method", "tools/call"),
-            ("Mcp-Name", "echo"),
-        ]);
+        let ok = headers(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")]);
         assert!(validate_standard(&ok, "2026-07-28", "tools/call", p.as_object()).is_ok());
-        let missing_name = headers(&[
-            ("MCP-Protocol-Version", "2026-07-28"),
-            ("Mcp-Method", "tools/call"),
-        ]);
-        assert!(
-            validate_standard(&missing_name, "2026-07-28", "tools/call", p.as_object()).is_err()
-        );
+        let missing_name = headers(&[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call")]);
+        assert!(validate_standard(&missing_name, "2026-07-28", "tools/call", p.as_object()).is_err());
         let dup = headers(&[
             ("MCP-Protocol-Version", "2026-07-28"),
             ("Mcp-Method", "tools/call"),
@@ -263,11 +215,7 @@ mod tests {
             "n":{"type":"integer","x-mcp-header":"N"},
             "f":{"type":"number","x-mcp-header":"F"}}});
         let declared = param_headers(&schema);
-        assert_eq!(
-            declared.len(),
-            2,
-            "number properties cannot carry x-mcp-header"
-        );
+        assert_eq!(declared.len(), 2, "number properties cannot carry x-mcp-header");
         let args = json!({"region":"eu","n":42});
         let h = headers(&[("Mcp-Param-Region", "eu"), ("Mcp-Param-N", "42")]);
         assert!(validate_params(&h, &declared, args.as_object()).is_ok());

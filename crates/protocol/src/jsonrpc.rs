@@ -54,9 +54,7 @@ impl<'de> Deserialize<'de> for Id {
                 Ok(Id::Number(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
-                i64::try_from(v)
-                    .map(Id::Number)
-                    .map_err(|_| E::custom("id out of range"))
+                i64::try_from(v).map(Id::Number).map_err(|_| E::custom("id out of range"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
                 Ok(Id::String(v.to_owned()))
@@ -84,20 +82,12 @@ pub struct ErrorObject {
 impl ErrorObject {
     /// An error without data.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            data: None,
-        }
+        Self { code, message: message.into(), data: None }
     }
 
     /// An error with structured data.
     pub fn with_data(code: i32, message: impl Into<String>, data: &serde_json::Value) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            data: serde_json::value::to_raw_value(data).ok(),
-        }
+        Self { code, message: message.into(), data: serde_json::value::to_raw_value(data).ok() }
     }
 
     /// `-32602 Invalid params`.
@@ -107,10 +97,7 @@ impl ErrorObject {
 
     /// `-32601 Method not found`, naming the method.
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(
-            codes::METHOD_NOT_FOUND,
-            format!("Method not found: {method}"),
-        )
+        Self::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"))
     }
 
     /// `-32603 Internal error`.
@@ -229,15 +216,11 @@ impl ParseError {
     /// The error object to answer with.
     pub fn to_error(&self) -> ErrorObject {
         match self {
-            ParseError::NotJson(why) => {
-                ErrorObject::new(codes::PARSE_ERROR, format!("Parse error: {why}"))
-            }
+            ParseError::NotJson(why) => ErrorObject::new(codes::PARSE_ERROR, format!("Parse error: {why}")),
             ParseError::Batch => ErrorObject::invalid_request(
                 "Invalid Request: JSON-RPC batches are not supported; send one message per request",
             ),
-            ParseError::Invalid { reason, .. } => {
-                ErrorObject::invalid_request(format!("Invalid Request: {reason}"))
-            }
+            ParseError::Invalid { reason, .. } => ErrorObject::invalid_request(format!("Invalid Request: {reason}")),
         }
     }
 
@@ -376,10 +359,7 @@ fn is_null(v: &RawValue) -> bool {
 }
 
 fn invalid(id: Option<Id>, reason: impl Into<String>) -> ParseError {
-    ParseError::Invalid {
-        id,
-        reason: reason.into(),
-    }
+    ParseError::Invalid { id, reason: reason.into() }
 }
 
 impl Message {
@@ -393,12 +373,9 @@ impl Message {
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
         if nests_deeper_than(bytes, MAX_DEPTH) {
-            return Err(ParseError::NotJson(format!(
-                "nesting deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(ParseError::NotJson(format!("nesting deeper than {MAX_DEPTH} levels")));
         }
-        let top: TopLevel =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let top: TopLevel = serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
         let m = match top {
             TopLevel::Object(m) => m,
             TopLevel::Array => return Err(ParseError::Batch),
@@ -433,53 +410,26 @@ impl Message {
         };
         match (m.method, m.result, m.error) {
             (Some(method), None, None) => {
-                let method: String = serde_json::from_str(method.get())
-                    .map_err(|_| invalid(id.clone(), "method must be a string"))?;
+                let method: String =
+                    serde_json::from_str(method.get()).map_err(|_| invalid(id.clone(), "method must be a string"))?;
                 match (m.id.is_some(), id) {
-                    (false, _) => Ok(Message::Notification(Notification {
-                        method,
-                        params,
-                        extra: m.extra,
-                    })),
-                    (true, Some(id)) => Ok(Message::Request(Request {
-                        id,
-                        method,
-                        params,
-                        extra: m.extra,
-                    })),
+                    (false, _) => Ok(Message::Notification(Notification { method, params, extra: m.extra })),
+                    (true, Some(id)) => Ok(Message::Request(Request { id, method, params, extra: m.extra })),
                     (true, None) => Err(invalid(None, "id must not be null")),
                 }
             }
             (None, Some(result), None) => match id {
-                Some(id) if params.is_none() => Ok(Message::Response(Response {
-                    id,
-                    result,
-                    extra: m.extra,
-                })),
+                Some(id) if params.is_none() => Ok(Message::Response(Response { id, result, extra: m.extra })),
                 Some(id) => Err(invalid(Some(id), "a response has no params")),
                 None => Err(invalid(None, "a response needs the id of its request")),
             },
             (None, None, Some(error)) => {
-                let error: ErrorObject = serde_json::from_str(error.get()).map_err(|_| {
-                    invalid(
-                        id.clone(),
-                        "error must be an object with an integer code and a message",
-                    )
-                })?;
-                Ok(Message::Error(ErrorResponse {
-                    id,
-                    error,
-                    extra: m.extra,
-                }))
+                let error: ErrorObject = serde_json::from_str(error.get())
+                    .map_err(|_| invalid(id.clone(), "error must be an object with an integer code and a message"))?;
+                Ok(Message::Error(ErrorResponse { id, error, extra: m.extra }))
             }
-            (None, None, None) => Err(invalid(
-                id,
-                "a message needs a method, a result or an error",
-            )),
-            _ => Err(invalid(
-                id,
-                "method, result and error are mutually exclusive",
-            )),
+            (None, None, None) => Err(invalid(id, "a message needs a method, a result or an error")),
+            _ => Err(invalid(id, "method, result and error are mutually exclusive")),
         }
     }
 
@@ -609,18 +559,9 @@ mod tests {
 
     #[test]
     fn classifies_each_kind() {
-        assert!(matches!(
-            parse(&json!({"jsonrpc":"2.0","id":1,"method":"a"})),
-            Ok(Message::Request(_))
-        ));
-        assert!(matches!(
-            parse(&json!({"jsonrpc":"2.0","method":"a"})),
-            Ok(Message::Notification(_))
-        ));
-        assert!(matches!(
-            parse(&json!({"jsonrpc":"2.0","id":"x","result":{}})),
-            Ok(Message::Response(_))
-        ));
+        assert!(matches!(parse(&json!({"jsonrpc":"2.0","id":1,"method":"a"})), Ok(Message::Request(_))));
+        assert!(matches!(parse(&json!({"jsonrpc":"2.0","method":"a"})), Ok(Message::Notification(_))));
+        assert!(matches!(parse(&json!({"jsonrpc":"2.0","id":"x","result":{}})), Ok(Message::Response(_))));
         assert!(matches!(
             parse(&json!({"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"m"}})),
             Ok(Message::Error(_))
@@ -643,10 +584,7 @@ mod tests {
         ];
         for case in cases {
             match parse(&case) {
-                Err(ParseError::Invalid {
-                    id: Some(Id::Number(1)),
-                    ..
-                }) => {}
+                Err(ParseError::Invalid { id: Some(Id::Number(1)), .. }) => {}
                 other => panic!("{case}: {other:?}"),
             }
         }
@@ -654,18 +592,9 @@ mod tests {
             parse(&json!({"jsonrpc":"2.0","id":1.5,"method":"a"})),
             Err(ParseError::Invalid { id: None, .. })
         ));
-        assert!(matches!(
-            parse(&json!({"jsonrpc":"2.0","id":null,"method":"a"})),
-            Err(ParseError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(&json!({"jsonrpc":"2.0","id":{},"method":"a"})),
-            Err(ParseError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(&json!("hello")),
-            Err(ParseError::Invalid { .. })
-        ));
+        assert!(matches!(parse(&json!({"jsonrpc":"2.0","id":null,"method":"a"})), Err(ParseError::Invalid { .. })));
+        assert!(matches!(parse(&json!({"jsonrpc":"2.0","id":{},"method":"a"})), Err(ParseError::Invalid { .. })));
+        assert!(matches!(parse(&json!("hello")), Err(ParseError::Invalid { .. })));
         assert!(matches!(parse(&json!([1])), Err(ParseError::Batch)));
         assert!(matches!(
             Message::parse(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"a"}"#),
@@ -675,10 +604,7 @@ mod tests {
 
     #[test]
     fn bad_bytes_are_parse_errors_not_panics() {
-        assert!(matches!(
-            Message::parse(b"\xff\xfe{}"),
-            Err(ParseError::NotJson(_))
-        ));
+        assert!(matches!(Message::parse(b"\xff\xfe{}"), Err(ParseError::NotJson(_))));
         assert!(matches!(
             Message::parse(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xc3\x28\"}"),
             Err(ParseError::NotJson(_))
@@ -690,18 +616,13 @@ mod tests {
             "{\"a\":".repeat(100_000),
             "1".to_string() + &"}".repeat(100_000)
         );
-        assert!(matches!(
-            Message::parse(deep_params.as_bytes()),
-            Err(ParseError::NotJson(_))
-        ));
+        assert!(matches!(Message::parse(deep_params.as_bytes()), Err(ParseError::NotJson(_))));
     }
 
     #[test]
     fn params_stay_raw_and_byte_identical() {
         let text = r#"{"jsonrpc":"2.0","id":1,"method":"a","params":{"b":1.50,"c":"\u00e9"}}"#;
-        let Ok(Message::Request(r)) = Message::parse(text.as_bytes()) else {
-            panic!()
-        };
+        let Ok(Message::Request(r)) = Message::parse(text.as_bytes()) else { panic!() };
         assert_eq!(r.params.unwrap().get(), r#"{"b":1.50,"c":"\u00e9"}"#);
     }
 
@@ -710,16 +631,10 @@ mod tests {
         let mut out = Vec::new();
         write_error(&mut out, None, &ErrorObject::new(-32700, "bad"));
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v,
-            json!({"jsonrpc":"2.0","error":{"code":-32700,"message":"bad"}})
-        );
+        assert_eq!(v, json!({"jsonrpc":"2.0","error":{"code":-32700,"message":"bad"}}));
         out.clear();
         write_request(&mut out, &Id::String("s\"1".into()), "ping", "{}");
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v,
-            json!({"jsonrpc":"2.0","id":"s\"1","method":"ping","params":{}})
-        );
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":"s\"1","method":"ping","params":{}}));
     }
 }

@@ -37,13 +37,8 @@ pub enum ProtocolVersion {
 
 impl ProtocolVersion {
     /// Every known revision, newest first (the order `server/discover` lists them in).
-    pub const ALL: [ProtocolVersion; 5] = [
-        Self::V2026_07_28,
-        Self::V2025_11_25,
-        Self::V2025_06_18,
-        Self::V2025_03_26,
-        Self::V2024_11_05,
-    ];
+    pub const ALL: [ProtocolVersion; 5] =
+        [Self::V2026_07_28, Self::V2025_11_25, Self::V2025_06_18, Self::V2025_03_26, Self::V2024_11_05];
     /// The newest revision.
     pub const LATEST: ProtocolVersion = Self::V2026_07_28;
     /// The newest revision that has an `initialize` handshake.
@@ -93,10 +88,7 @@ pub struct UnknownVersion;
 impl std::str::FromStr for ProtocolVersion {
     type Err = UnknownVersion;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or(UnknownVersion)
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or(UnknownVersion)
     }
 }
 
@@ -106,18 +98,9 @@ mod tests {
 
     #[test]
     fn negotiation_echoes_known_handshake_versions_and_never_offers_per_request_era() {
-        assert_eq!(
-            ProtocolVersion::negotiate_handshake("2025-06-18"),
-            ProtocolVersion::V2025_06_18
-        );
-        assert_eq!(
-            ProtocolVersion::negotiate_handshake("2026-07-28"),
-            ProtocolVersion::V2025_11_25
-        );
-        assert_eq!(
-            ProtocolVersion::negotiate_handshake("1999-01-01"),
-            ProtocolVersion::V2025_11_25
-        );
+        assert_eq!(ProtocolVersion::negotiate_handshake("2025-06-18"), ProtocolVersion::V2025_06_18);
+        assert_eq!(ProtocolVersion::negotiate_handshake("2026-07-28"), ProtocolVersion::V2025_11_25);
+        assert_eq!(ProtocolVersion::negotiate_handshake("1999-01-01"), ProtocolVersion::V2025_11_25);
     }
 
     #[test]

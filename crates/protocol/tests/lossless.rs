@@ -22,15 +22,11 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn unknown_members() -> impl Strategy<Value = Vec<(String, Value)>> {
-    prop::collection::btree_map("x-[a-z]{1,8}", json_value(), 0..4)
-        .prop_map(|m| m.into_iter().collect())
+    prop::collection::btree_map("x-[a-z]{1,8}", json_value(), 0..4).prop_map(|m| m.into_iter().collect())
 }
 
 fn envelope() -> impl Strategy<Value = Value> {
-    let id = prop_oneof![
-        any::<i64>().prop_map(|n| json!(n)),
-        "[a-z0-9-]{0,10}".prop_map(Value::String)
-    ];
+    let id = prop_oneof![any::<i64>().prop_map(|n| json!(n)), "[a-z0-9-]{0,10}".prop_map(Value::String)];
     let params = || {
         prop::collection::btree_map("[a-z_]{1,6}", json_value(), 0..4)
             .prop_map(|m| Value::Object(m.into_iter().collect()))
@@ -38,12 +34,10 @@ fn envelope() -> impl Strategy<Value = Value> {
     prop_oneof![
         (id.clone(), "[a-z/]{1,12}", params())
             .prop_map(|(id, m, p)| json!({"jsonrpc":"2.0","id":id,"method":m,"params":p})),
-        ("[a-z/]{1,12}", params())
-            .prop_map(|(m, p)| json!({"jsonrpc":"2.0","method":m,"params":p})),
+        ("[a-z/]{1,12}", params()).prop_map(|(m, p)| json!({"jsonrpc":"2.0","method":m,"params":p})),
         (id.clone(), json_value()).prop_map(|(id, r)| json!({"jsonrpc":"2.0","id":id,"result":r})),
-        (id, any::<i32>(), ".{0,10}", json_value()).prop_map(
-            |(id, c, m, d)| json!({"jsonrpc":"2.0","id":id,"error":{"code":c,"message":m,"data":d}})
-        ),
+        (id, any::<i32>(), ".{0,10}", json_value())
+            .prop_map(|(id, c, m, d)| json!({"jsonrpc":"2.0","id":id,"error":{"code":c,"message":m,"data":d}})),
     ]
 }
 

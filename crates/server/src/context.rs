@@ -19,11 +19,7 @@ pub(crate) enum Channel {
     Handshake(ProtocolVersion),
     /// 2026-07-28: input comes back in a retried request (MRTR); `answers` holds what the
     /// client already answered (from `inputResponses` and the sealed `requestState`).
-    PerRequest {
-        log_level: Option<LogLevel>,
-        answers: Object,
-        client_capabilities: Value,
-    },
+    PerRequest { log_level: Option<LogLevel>, answers: Object, client_capabilities: Value },
 }
 
 struct Inner {
@@ -48,14 +44,7 @@ impl Context {
         cancel: CancellationToken,
         channel: Channel,
     ) -> Self {
-        Self(Arc::new(Inner {
-            session,
-            request_id,
-            progress_token,
-            sink,
-            cancel,
-            channel,
-        }))
+        Self(Arc::new(Inner { session, request_id, progress_token, sink, cancel, channel }))
     }
 
     /// The JSON-RPC id of the request being handled.
@@ -148,46 +137,24 @@ impl Context {
     /// else [`ToolError::InputRequired`]: propagate it with `?` and the server answers with an
     /// `InputRequiredResult`; the client retries the call with the answer. Handlers must
     /// therefore be deterministic up to their input requests, and use stable keys.
-    pub async fn request_input(
-        &self,
-        key: &str,
-        method: &str,
-        params: Value,
-    ) -> Result<Value, ToolError> {
-        let mut answers = self
-            .request_inputs(vec![InputRequest {
-                key: key.into(),
-                method: method.into(),
-                params,
-            }])
-            .await?;
+    pub async fn request_input(&self, key: &str, method: &str, params: Value) -> Result<Value, ToolError> {
+        let mut answers =
+            self.request_inputs(vec![InputRequest { key: key.into(), method: method.into(), params }]).await?;
         Ok(answers.pop().unwrap_or(Value::Null))
     }
 
     /// Asks for several inputs at once; the answers come back in the order asked.
-    pub async fn request_inputs(
-        &self,
-        requests: Vec<InputRequest>,
-    ) -> Result<Vec<Value>, ToolError> {
+    pub async fn request_inputs(&self, requests: Vec<InputRequest>) -> Result<Vec<Value>, ToolError> {
         match &self.0.channel {
-            Channel::PerRequest {
-                answers,
-                client_capabilities,
-                ..
-            } => {
-                let missing: Vec<InputRequest> = requests
-                    .iter()
-                    .filter(|r| !answers.contains_key(&r.key))
-                    .cloned()
-                    .collect();
+            Channel::PerRequest { answers, client_capabilities, .. } => {
+                let missing: Vec<InputRequest> =
+                    requests.iter().filter(|r| !answers.contains_key(&r.key)).cloned().collect();
                 // A per-request client only gets input requests it declared it can answer.
                 for r in &missing {
                     if let Some(cap) = capability_for(&r.method)
                         && client_capabilities.get(cap).is_none()
                     {
-                        return Err(ToolError::Protocol(ErrorObject::missing_client_capability(
-                            json!({ cap: {} }),
-                        )));
+                        return Err(ToolError::Protocol(ErrorObject::missing_client_capability(json!({ cap: {} }))));
                     }
                 }
                 if !missing.is_empty() {
@@ -208,34 +175,20 @@ impl Context {
     /// Whether the client declared a capability (e.g. `"elicitation"`, `"sampling"`).
     pub fn client_supports(&self, capability: &str) -> bool {
         match &self.0.channel {
-            Channel::Handshake(_) => self
-                .0
-                .session
-                .client_capabilities()
-                .get(capability)
-                .is_some(),
-            Channel::PerRequest {
-                client_capabilities,
-                ..
-            } => client_capabilities.get(capability).is_some(),
+            Channel::Handshake(_) => self.0.session.client_capabilities().get(capability).is_some(),
+            Channel::PerRequest { client_capabilities, .. } => client_capabilities.get(capability).is_some(),
         }
     }
 
     async fn ask_client(&self, method: &str, params: &Value) -> Result<Value, ToolError> {
         let sink = self.sink().ok_or_else(|| {
-            ToolError::Protocol(ErrorObject::internal(
-                "no stream to the client is open to send the request on",
-            ))
+            ToolError::Protocol(ErrorObject::internal("no stream to the client is open to send the request on"))
         })?;
         let session = &self.0.session;
         let (id, answer) = session.expect_answer();
         let mut out = Vec::with_capacity(256);
         jsonrpc::write_request(&mut out, &id, method, &params.to_string());
-        if sink
-            .send(Outgoing::Message(Bytes::from(out)))
-            .await
-            .is_err()
-        {
+        if sink.send(Outgoing::Message(Bytes::from(out))).await.is_err() {
             session.forget_answer(&id);
             return Err(ToolError::Cancelled);
         }

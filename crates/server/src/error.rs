@@ -10,6 +10,9 @@ use taskwire_protocol::ErrorObject;
 /// protocol itself must report.
 #[derive(Debug)]
 pub enum ToolError {
+    /// A tool execution error, answered as a result with `isError: true` so the model can read it
+    /// and correct itself (SEP-1303: invalid arguments are reported this way).
+    Execution(String),
     /// Answer with this JSON-RPC error.
     Protocol(ErrorObject),
     /// 2026-07-28 multi-round-trip: the call needs these client inputs before it can go on.
@@ -40,6 +43,7 @@ impl From<ErrorObject> for ToolError {
 impl std::fmt::Display for ToolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ToolError::Execution(m) => f.write_str(m),
             ToolError::Protocol(e) => write!(f, "{e}"),
             ToolError::InputRequired(r) => write!(f, "{} client input(s) required", r.len()),
             ToolError::Cancelled => f.write_str("cancelled"),

@@ -38,7 +38,5 @@ pub mod session;
 pub use context::Context;
 pub use error::{InputRequest, ToolError};
 pub use registry::{Prompt, Resource, ResourceTemplate, Tool};
-pub use server::{
-    PerRequestMeta, Prepared, Rejected, Reply, RequestEnv, RequestEra, Server, ServerBuilder,
-};
+pub use server::{PerRequestMeta, Prepared, Rejected, Reply, RequestEnv, RequestEra, Server, ServerBuilder};
 pub use session::{Outgoing, Session, Sink};

@@ -25,27 +25,17 @@ pub struct ToolOutput {
 impl ToolOutput {
     /// A result whose content is one text item.
     pub fn text(text: impl Into<String>) -> Self {
-        Self {
-            content: vec![text_content(text)],
-            ..Self::default()
-        }
+        Self { content: vec![text_content(text)], ..Self::default() }
     }
 
     /// A tool execution error (`isError: true`) with one text item, for the model to read.
     pub fn error(text: impl Into<String>) -> Self {
-        Self {
-            content: vec![text_content(text)],
-            is_error: true,
-            ..Self::default()
-        }
+        Self { content: vec![text_content(text)], is_error: true, ..Self::default() }
     }
 
     /// A result with the given content items.
     pub fn content(content: Vec<Value>) -> Self {
-        Self {
-            content,
-            ..Self::default()
-        }
+        Self { content, ..Self::default() }
     }
 
     /// Adds structured content.

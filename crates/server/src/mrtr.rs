@@ -29,10 +29,7 @@ impl std::fmt::Debug for StateSealer {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl StateSealer {
@@ -46,16 +43,14 @@ impl StateSealer {
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(payload);
         mac
     }
 
     /// Seals the answers gathered so far for a call to `target` of `method`.
     pub fn seal(&self, method: &str, target: &str, answers: &Object) -> String {
-        let doc =
-            json!({"m": method, "t": target, "x": now_secs() + STATE_LIFETIME_SECS, "a": answers});
+        let doc = json!({"m": method, "t": target, "x": now_secs() + STATE_LIFETIME_SECS, "a": answers});
         let payload = doc.to_string();
         let tag = self.mac(payload.as_bytes()).finalize().into_bytes();
         format!("{}.{}", B64.encode(payload), B64.encode(tag))
@@ -69,10 +64,7 @@ impl StateSealer {
         let tag = B64.decode(tag_b64).ok()?;
         self.mac(&payload).verify_slice(&tag).ok()?;
         let doc: Value = serde_json::from_slice(&payload).ok()?;
-        let fresh = doc
-            .get("x")
-            .and_then(Value::as_u64)
-            .is_some_and(|x| x >= now_secs());
+        let fresh = doc.get("x").and_then(Value::as_u64).is_some_and(|x| x >= now_secs());
         let same_call = doc.get("m").and_then(Value::as_str) == Some(method)
             && doc.get("t").and_then(Value::as_str) == Some(target);
         if !(fresh && same_call) {
@@ -97,16 +89,10 @@ mod tests {
         let state = s.seal("tools/call", "greet", &answers);
         assert_eq!(s.open("tools/call", "greet", &state), Some(answers));
         assert_eq!(s.open("tools/call", "other", &state), None);
-        assert_eq!(
-            StateSealer::random().open("tools/call", "greet", &state),
-            None
-        );
+        assert_eq!(StateSealer::random().open("tools/call", "greet", &state), None);
         let mut tampered = state.clone().into_bytes();
         tampered[3] ^= 1;
-        assert_eq!(
-            s.open("tools/call", "greet", &String::from_utf8_lossy(&tampered)),
-            None
-        );
+        assert_eq!(s.open("tools/call", "greet", &String::from_utf8_lossy(&tampered)), None);
         assert_eq!(s.open("tools/call", "greet", "garbage"), None);
     }
 }

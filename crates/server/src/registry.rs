@@ -14,13 +14,20 @@ use crate::model::{Object, ToolOutput};
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// An async tool handler.
+pub type AsyncToolFn = Arc<dyn Fn(Context, Object) -> BoxFuture<Result<ToolOutput, ToolError>> + Send + Sync>;
+/// A blocking tool handler.
+pub type BlockingToolFn = Arc<dyn Fn(Context, Object) -> Result<ToolOutput, ToolError> + Send + Sync>;
+/// Reads a resource template given the variables of the matched URI.
+pub type TemplateReadFn = Arc<dyn Fn(Context, Object) -> BoxFuture<Result<ResourceBody, ToolError>> + Send + Sync>;
+
 /// How a tool's handler runs.
 #[derive(Clone)]
 pub(crate) enum ToolHandler {
     /// An async function, polled on the reactor.
-    Async(Arc<dyn Fn(Context, Object) -> BoxFuture<Result<ToolOutput, ToolError>> + Send + Sync>),
+    Async(AsyncToolFn),
     /// A blocking or CPU-bound function, run on the bounded blocking pool.
-    Blocking(Arc<dyn Fn(Context, Object) -> Result<ToolOutput, ToolError> + Send + Sync>),
+    Blocking(BlockingToolFn),
 }
 
 /// A tool: its listing and its handler.
@@ -49,19 +56,12 @@ impl Tool {
         let mut definition = Object::new();
         definition.insert("name".into(), Value::String(name.clone()));
         definition.insert("description".into(), Value::String(description.into()));
-        definition.insert(
-            "inputSchema".into(),
-            json!({"type": "object", "properties": {}}),
-        );
+        definition.insert("inputSchema".into(), json!({"type": "object", "properties": {}}));
         Self {
             name,
             definition,
             handler: ToolHandler::Async(Arc::new(|_, _| {
-                Box::pin(async {
-                    Err(ToolError::Protocol(ErrorObject::internal(
-                        "tool has no handler",
-                    )))
-                })
+                Box::pin(async { Err(ToolError::Protocol(ErrorObject::internal("tool has no handler"))) })
             })),
             param_headers: Vec::new(),
         }
@@ -123,8 +123,7 @@ pub enum ResourceBody {
 }
 
 /// Produces a resource's body on each read.
-pub type ReadFn =
-    Arc<dyn Fn(Context, String) -> BoxFuture<Result<ResourceBody, ToolError>> + Send + Sync>;
+pub type ReadFn = Arc<dyn Fn(Context, String) -> BoxFuture<Result<ResourceBody, ToolError>> + Send + Sync>;
 
 /// A resource with a fixed URI.
 #[derive(Clone)]
@@ -186,8 +185,7 @@ pub struct ResourceTemplate {
     pub(crate) template: String,
     pub(crate) mime_type: Option<String>,
     pub(crate) definition: Object,
-    pub(crate) read:
-        Arc<dyn Fn(Context, Object) -> BoxFuture<Result<ResourceBody, ToolError>> + Send + Sync>,
+    pub(crate) read: TemplateReadFn,
 }
 
 impl ResourceTemplate {
@@ -242,11 +240,8 @@ fn match_template(template: &str, uri: &str) -> Option<Object> {
             tpl = &after_open[close + 1..];
             let literal_end = tpl.find('{').unwrap_or(tpl.len());
             let next_literal = &tpl[..literal_end];
-            let end = if next_literal.is_empty() {
-                rest.find('/').unwrap_or(rest.len())
-            } else {
-                rest.find(next_literal)?
-            };
+            let end =
+                if next_literal.is_empty() { rest.find('/').unwrap_or(rest.len()) } else { rest.find(next_literal)? };
             let value = &rest[..end];
             if value.is_empty() || value.contains('/') {
                 return None;
@@ -263,8 +258,7 @@ fn match_template(template: &str, uri: &str) -> Option<Object> {
 }
 
 /// Produces a prompt's messages from its arguments.
-pub type PromptFn =
-    Arc<dyn Fn(Context, Object) -> BoxFuture<Result<Value, ToolError>> + Send + Sync>;
+pub type PromptFn = Arc<dyn Fn(Context, Object) -> BoxFuture<Result<Value, ToolError>> + Send + Sync>;
 
 /// A prompt template.
 #[derive(Clone)]
@@ -293,19 +287,12 @@ impl Prompt {
         let mut definition = Object::new();
         definition.insert("name".into(), json!(name));
         definition.insert("description".into(), json!(description));
-        Self {
-            name: name.into(),
-            definition,
-            get: Arc::new(move |ctx, args| Box::pin(get(ctx, args))),
-        }
+        Self { name: name.into(), definition, get: Arc::new(move |ctx, args| Box::pin(get(ctx, args))) }
     }
 
     /// Declares an argument.
     pub fn argument(mut self, name: &str, description: &str, required: bool) -> Self {
-        let args = self
-            .definition
-            .entry("arguments")
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let args = self.definition.entry("arguments").or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(list) = args {
             list.push(json!({"name": name, "description": description, "required": required}));
         }
@@ -333,9 +320,6 @@ mod tests {
         assert!(match_template("test://template/{id}/data", "test://template/1/2/data").is_none());
         assert!(match_template("test://template/{id}/data", "test://template/1/data/x").is_none());
         let vars = match_template("x://{a}/{b}", "x://1/2").unwrap();
-        assert_eq!(
-            (vars["a"].as_str(), vars["b"].as_str()),
-            (Some("1"), Some("2"))
-        );
+        assert_eq!((vars["a"].as_str(), vars["b"].as_str()), (Some("1"), Some("2")));
     }
 }

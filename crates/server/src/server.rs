@@ -21,9 +21,7 @@ use crate::context::{Channel, Context};
 use crate::error::ToolError;
 use crate::model::{LogLevel, Object};
 use crate::mrtr::StateSealer;
-use crate::registry::{
-    CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, Tool, ToolHandler,
-};
+use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, Tool, ToolHandler};
 use crate::session::{Session, Sink};
 
 /// Builds a [`Server`].
@@ -80,10 +78,7 @@ impl ServerBuilder {
     }
 
     /// Answers `completion/complete` with `f(ref, argument)`.
-    pub fn completion(
-        mut self,
-        f: impl Fn(&Value, &Value) -> Vec<String> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn completion(mut self, f: impl Fn(&Value, &Value) -> Vec<String> + Send + Sync + 'static) -> Self {
         self.completion = Some(Arc::new(f));
         self
     }
@@ -96,13 +91,9 @@ impl ServerBuilder {
 
     /// Finishes the server.
     pub fn build(self) -> Server {
-        let tool_index = self
-            .tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
-            .collect();
-        let tools_list = json!({"tools": self.tools.iter().map(|t| Value::Object(t.definition.clone())).collect::<Vec<_>>()});
+        let tool_index = self.tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let tools_list =
+            json!({"tools": self.tools.iter().map(|t| Value::Object(t.definition.clone())).collect::<Vec<_>>()});
         Server {
             inner: Arc::new(Inner {
                 info: Value::Object(self.info),
@@ -232,11 +223,7 @@ impl Reply {
 
 impl From<Rejected> for Reply {
     fn from(r: Rejected) -> Self {
-        Reply {
-            id: r.id,
-            era: r.era,
-            outcome: Some(Err(r.error)),
-        }
+        Reply { id: r.id, era: r.era, outcome: Some(Err(r.error)) }
     }
 }
 
@@ -258,10 +245,7 @@ fn unsupported_version(requested: &str) -> ErrorObject {
     let supported: Vec<&str> = ProtocolVersion::ALL.iter().map(|v| v.as_str()).collect();
     ErrorObject::with_data(
         codes::UNSUPPORTED_PROTOCOL_VERSION,
-        format!(
-            "Unsupported protocol version {requested:?}; this server supports {}",
-            supported.join(", ")
-        ),
+        format!("Unsupported protocol version {requested:?}; this server supports {}", supported.join(", ")),
         &json!({"supported": supported, "requested": requested}),
     )
 }
@@ -297,39 +281,19 @@ impl Server {
 
     /// A registered tool.
     pub fn tool(&self, name: &str) -> Option<&Tool> {
-        self.inner
-            .tool_index
-            .get(name)
-            .map(|&i| &self.inner.tools[i])
+        self.inner.tool_index.get(name).map(|&i| &self.inner.tools[i])
     }
 
     /// The synchronous half of dispatch: parses params once, classifies the era and validates
     /// 2026-07-28 metadata and, when `http` is given, the standard headers.
-    pub fn prepare(
-        &self,
-        request: Request,
-        http: Option<&HeaderMap>,
-    ) -> Result<Prepared, Rejected> {
-        let Request {
-            id, method, params, ..
-        } = request;
-        let params: Object = match params
-            .as_deref()
-            .map(|p| serde_json::from_str::<Value>(p.get()))
-        {
+    pub fn prepare(&self, request: Request, http: Option<&HeaderMap>) -> Result<Prepared, Rejected> {
+        let Request { id, method, params, .. } = request;
+        let params: Object = match params.as_deref().map(|p| serde_json::from_str::<Value>(p.get())) {
             None => Object::new(),
             Some(Ok(Value::Object(o))) => o,
             Some(Ok(_)) => {
-                let era = if method == "server/discover" {
-                    Era::PerRequest
-                } else {
-                    Era::Handshake
-                };
-                return Err(Rejected {
-                    id,
-                    error: ErrorObject::invalid_params("params must be an object"),
-                    era,
-                });
+                let era = if method == "server/discover" { Era::PerRequest } else { Era::Handshake };
+                return Err(Rejected { id, error: ErrorObject::invalid_params("params must be an object"), era });
             }
             Some(Err(e)) => {
                 return Err(Rejected {
@@ -344,38 +308,18 @@ impl Server {
         // MCP-Protocol-Version header names no handshake revision is per-request, whatever its
         // method; otherwise `initialize` is the handshake, and `server/discover` or a body
         // carrying the per-request version is per-request.
-        let header_says_per_request = http
-            .and_then(|h| h.get(headers::PROTOCOL_VERSION))
-            .is_some_and(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(|s| s.parse::<ProtocolVersion>().ok())
-                    .is_none_or(|v| v.era() == Era::PerRequest)
-            });
+        let header_says_per_request = http.and_then(|h| h.get(headers::PROTOCOL_VERSION)).is_some_and(|v| {
+            v.to_str().ok().and_then(|s| s.parse::<ProtocolVersion>().ok()).is_none_or(|v| v.era() == Era::PerRequest)
+        });
         let per_request = header_says_per_request
             || (method != "initialize"
-                && (method == "server/discover"
-                    || meta_obj.is_some_and(|m| m.contains_key(meta::PROTOCOL_VERSION))));
+                && (method == "server/discover" || meta_obj.is_some_and(|m| m.contains_key(meta::PROTOCOL_VERSION))));
         if !per_request {
-            return Ok(Prepared {
-                id,
-                method,
-                params,
-                era: RequestEra::Handshake,
-            });
+            return Ok(Prepared { id, method, params, era: RequestEra::Handshake });
         }
         match self.validate_per_request(&method, &params, http) {
-            Ok(meta) => Ok(Prepared {
-                id,
-                method,
-                params,
-                era: RequestEra::PerRequest(meta),
-            }),
-            Err(error) => Err(Rejected {
-                id,
-                error,
-                era: Era::PerRequest,
-            }),
+            Ok(meta) => Ok(Prepared { id, method, params, era: RequestEra::PerRequest(meta) }),
+            Err(error) => Err(Rejected { id, error, era: Era::PerRequest }),
         }
     }
 
@@ -425,9 +369,7 @@ impl Server {
                 Some(v) => {
                     return Err(ErrorObject::new(
                         codes::HEADER_MISMATCH,
-                        format!(
-                            "Header mismatch: MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"
-                        ),
+                        format!("Header mismatch: MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"),
                     ));
                 }
                 None => {
@@ -457,27 +399,15 @@ impl Server {
                 && let Some(tool) = get_str(params, "name").and_then(|n| self.tool(n))
                 && !tool.param_headers.is_empty()
             {
-                headers::validate_params(
-                    h,
-                    &tool.param_headers,
-                    params.get("arguments").and_then(Value::as_object),
-                )?;
+                headers::validate_params(h, &tool.param_headers, params.get("arguments").and_then(Value::as_object))?;
             }
         }
-        Ok(PerRequestMeta {
-            client_capabilities,
-            log_level,
-        })
+        Ok(PerRequestMeta { client_capabilities, log_level })
     }
 
     /// The asynchronous half of dispatch.
     pub async fn run(&self, prepared: Prepared, env: RequestEnv) -> Reply {
-        let Prepared {
-            id,
-            method,
-            params,
-            era,
-        } = prepared;
+        let Prepared { id, method, params, era } = prepared;
         let reply_era = match era {
             RequestEra::Handshake => Era::Handshake,
             RequestEra::PerRequest(_) => Era::PerRequest,
@@ -485,24 +415,19 @@ impl Server {
         env.session.begin(&id, env.cancel.clone());
         let outcome = match era {
             RequestEra::Handshake => self.run_handshake(&id, &method, params, &env).await,
-            RequestEra::PerRequest(meta) => {
-                self.run_per_request(&id, &method, params, meta, &env).await
-            }
+            RequestEra::PerRequest(meta) => self.run_per_request(&id, &method, params, meta, &env).await,
         };
         env.session.end(&id);
         let outcome = match outcome {
             Ok(result) => Some(Ok(result)),
             Err(ToolError::Protocol(e)) => Some(Err(e)),
+            Err(ToolError::Execution(message)) => Some(Err(ErrorObject::internal(message))),
             Err(ToolError::Cancelled) => None,
-            Err(ToolError::InputRequired(_)) => Some(Err(ErrorObject::internal(
-                "the handler asked for client input outside a 2026-07-28 request",
-            ))),
+            Err(ToolError::InputRequired(_)) => {
+                Some(Err(ErrorObject::internal("the handler asked for client input outside a 2026-07-28 request")))
+            }
         };
-        Reply {
-            id,
-            era: reply_era,
-            outcome,
-        }
+        Reply { id, era: reply_era, outcome }
     }
 
     /// What the server declares. The 2026-07-28 declaration has no `listChanged`/`subscribe`
@@ -510,10 +435,7 @@ impl Server {
     fn capabilities(&self, era: Era) -> Value {
         let mut caps = Object::new();
         let (list_changed, subscribe) = match era {
-            Era::Handshake => (
-                json!({"listChanged": true}),
-                json!({"subscribe": true, "listChanged": true}),
-            ),
+            Era::Handshake => (json!({"listChanged": true}), json!({"subscribe": true, "listChanged": true})),
             Era::PerRequest => (json!({}), json!({})),
         };
         caps.insert("tools".into(), list_changed.clone());
@@ -537,22 +459,13 @@ impl Server {
         params: Object,
         env: &RequestEnv,
     ) -> Result<String, ToolError> {
-        let version = env
-            .session
-            .negotiated()
-            .unwrap_or(ProtocolVersion::HTTP_DEFAULT);
+        let version = env.session.negotiated().unwrap_or(ProtocolVersion::HTTP_DEFAULT);
         let result: Value = match method {
             "initialize" => {
-                let requested = get_str(&params, "protocolVersion").ok_or_else(|| {
-                    ErrorObject::invalid_params(
-                        "initialize needs params.protocolVersion (a string)",
-                    )
-                })?;
+                let requested = get_str(&params, "protocolVersion")
+                    .ok_or_else(|| ErrorObject::invalid_params("initialize needs params.protocolVersion (a string)"))?;
                 let negotiated = ProtocolVersion::negotiate_handshake(requested);
-                let caps = params
-                    .get("capabilities")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
+                let caps = params.get("capabilities").cloned().unwrap_or_else(|| json!({}));
                 env.session.set_negotiated(negotiated, caps);
                 let mut result = json!({
                     "protocolVersion": negotiated.as_str(),
@@ -573,9 +486,8 @@ impl Server {
                 json!({})
             }
             "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = get_str(&params, "uri").ok_or_else(|| {
-                    ErrorObject::invalid_params(format!("{method} needs params.uri"))
-                })?;
+                let uri = get_str(&params, "uri")
+                    .ok_or_else(|| ErrorObject::invalid_params(format!("{method} needs params.uri")))?;
                 if method == "resources/subscribe" {
                     env.session.subscribe(uri);
                 } else {
@@ -585,9 +497,7 @@ impl Server {
             }
             _ => {
                 let channel = Channel::Handshake(version);
-                return self
-                    .run_common(id, method, params, env, channel, Era::Handshake)
-                    .await;
+                return self.run_common(id, method, params, env, channel, Era::Handshake).await;
             }
         };
         Ok(result.to_string())
@@ -620,22 +530,14 @@ impl Server {
             return Ok(self.finish_per_request(result, true));
         }
         let answers = self.gather_answers(method, &mut params)?;
-        let channel = Channel::PerRequest {
-            log_level: meta.log_level,
-            answers,
-            client_capabilities: meta.client_capabilities,
-        };
-        match self
-            .run_common(id, method, params.clone(), env, channel, Era::PerRequest)
-            .await
-        {
+        let channel =
+            Channel::PerRequest { log_level: meta.log_level, answers, client_capabilities: meta.client_capabilities };
+        match self.run_common(id, method, params.clone(), env, channel, Era::PerRequest).await {
             Err(ToolError::InputRequired(requests)) => {
                 // Everything answered so far travels sealed in requestState, so the retry can
                 // be served by any process without server-side memory.
                 let previous = self.gather_answers(method, &mut params).unwrap_or_default();
-                let target = get_str(&params, "name")
-                    .or_else(|| get_str(&params, "uri"))
-                    .unwrap_or_default();
+                let target = get_str(&params, "name").or_else(|| get_str(&params, "uri")).unwrap_or_default();
                 let mut input_requests = Object::new();
                 for r in requests {
                     input_requests.insert(r.key, json!({"method": r.method, "params": r.params}));
@@ -654,10 +556,7 @@ impl Server {
     /// The answers a 2026-07-28 retry carries: earlier rounds from the sealed `requestState`,
     /// this round from `inputResponses`.
     fn gather_answers(&self, method: &str, params: &mut Object) -> Result<Object, ToolError> {
-        let target = get_str(params, "name")
-            .or_else(|| get_str(params, "uri"))
-            .unwrap_or_default()
-            .to_owned();
+        let target = get_str(params, "name").or_else(|| get_str(params, "uri")).unwrap_or_default().to_owned();
         let mut answers = match params.get("requestState") {
             None => Object::new(),
             Some(Value::String(state)) => self.inner.sealer.open(method, &target, state).ok_or_else(|| {
@@ -715,10 +614,9 @@ impl Server {
         let check_cursor = |params: &Object| -> Result<(), ToolError> {
             match params.get("cursor") {
                 None | Some(Value::Null) => Ok(()),
-                Some(_) => Err(ErrorObject::invalid_params(
-                    "invalid cursor: this server lists everything in one page",
-                )
-                .into()),
+                Some(_) => {
+                    Err(ErrorObject::invalid_params("invalid cursor: this server lists everything in one page").into())
+                }
             }
         };
         match method {
@@ -732,62 +630,42 @@ impl Server {
             }
             "resources/list" => {
                 check_cursor(&params)?;
-                let list: Vec<Value> = self
-                    .inner
-                    .resources
-                    .iter()
-                    .map(|r| Value::Object(r.definition.clone()))
-                    .collect();
+                let list: Vec<Value> =
+                    self.inner.resources.iter().map(|r| Value::Object(r.definition.clone())).collect();
                 Ok(finish(json!({"resources": list}), true))
             }
             "resources/templates/list" => {
                 check_cursor(&params)?;
-                let list: Vec<Value> = self
-                    .inner
-                    .templates
-                    .iter()
-                    .map(|t| Value::Object(t.definition.clone()))
-                    .collect();
+                let list: Vec<Value> =
+                    self.inner.templates.iter().map(|t| Value::Object(t.definition.clone())).collect();
                 Ok(finish(json!({"resourceTemplates": list}), true))
             }
             "resources/read" => {
-                let uri = get_str(&params, "uri").ok_or_else(|| {
-                    ErrorObject::invalid_params("resources/read needs params.uri (a string)")
-                })?;
+                let uri = get_str(&params, "uri")
+                    .ok_or_else(|| ErrorObject::invalid_params("resources/read needs params.uri (a string)"))?;
                 let ctx = self.context(id, &params, env, channel);
                 let result = self.read_resource(ctx, uri, era).await?;
                 Ok(finish(result, true))
             }
             "prompts/list" => {
                 check_cursor(&params)?;
-                let list: Vec<Value> = self
-                    .inner
-                    .prompts
-                    .iter()
-                    .map(|p| Value::Object(p.definition.clone()))
-                    .collect();
+                let list: Vec<Value> = self.inner.prompts.iter().map(|p| Value::Object(p.definition.clone())).collect();
                 Ok(finish(json!({"prompts": list}), true))
             }
             "prompts/get" => {
-                let name = get_str(&params, "name").ok_or_else(|| {
-                    ErrorObject::invalid_params("prompts/get needs params.name (a string)")
-                })?;
+                let name = get_str(&params, "name")
+                    .ok_or_else(|| ErrorObject::invalid_params("prompts/get needs params.name (a string)"))?;
                 let prompt = self
                     .inner
                     .prompts
                     .iter()
                     .find(|p| p.name == name)
-                    .ok_or_else(|| {
-                        ErrorObject::invalid_params(format!("Unknown prompt: {name}"))
-                    })?;
+                    .ok_or_else(|| ErrorObject::invalid_params(format!("Unknown prompt: {name}")))?;
                 let args = match params.get("arguments") {
                     None | Some(Value::Null) => Object::new(),
                     Some(Value::Object(a)) => a.clone(),
                     Some(_) => {
-                        return Err(ErrorObject::invalid_params(
-                            "prompts/get arguments must be an object",
-                        )
-                        .into());
+                        return Err(ErrorObject::invalid_params("prompts/get arguments must be an object").into());
                     }
                 };
                 let ctx = self.context(id, &params, env, channel);
@@ -795,11 +673,7 @@ impl Server {
                 Ok(finish(result, false))
             }
             "completion/complete" => {
-                let f = self
-                    .inner
-                    .completion
-                    .as_ref()
-                    .ok_or_else(|| ErrorObject::method_not_found(method))?;
+                let f = self.inner.completion.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
                 let (Some(r), Some(a)) = (params.get("ref"), params.get("argument")) else {
                     return Err(ErrorObject::invalid_params(
                         "completion/complete needs params.ref and params.argument",
@@ -808,10 +682,7 @@ impl Server {
                 };
                 let values = f(r, a);
                 let total = values.len();
-                Ok(finish(
-                    json!({"completion": {"values": values, "total": total, "hasMore": false}}),
-                    false,
-                ))
+                Ok(finish(json!({"completion": {"values": values, "total": total, "hasMore": false}}), false))
             }
             _ => Err(ErrorObject::method_not_found(method).into()),
         }
@@ -823,36 +694,18 @@ impl Server {
             .and_then(|m| m.get(meta::PROGRESS_TOKEN))
             .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
             .cloned();
-        Context::new(
-            env.session.clone(),
-            id.clone(),
-            progress_token,
-            env.sink.clone(),
-            env.cancel.clone(),
-            channel,
-        )
+        Context::new(env.session.clone(), id.clone(), progress_token, env.sink.clone(), env.cancel.clone(), channel)
     }
 
-    async fn call_tool(
-        &self,
-        id: &Id,
-        params: Object,
-        env: &RequestEnv,
-        channel: Channel,
-    ) -> Result<Value, ToolError> {
-        let name = get_str(&params, "name").ok_or_else(|| {
-            ErrorObject::invalid_params("tools/call needs params.name (a string)")
-        })?;
-        let tool = self
-            .tool(name)
-            .ok_or_else(|| ErrorObject::invalid_params(format!("Unknown tool: {name}")))?;
+    async fn call_tool(&self, id: &Id, params: Object, env: &RequestEnv, channel: Channel) -> Result<Value, ToolError> {
+        let name = get_str(&params, "name")
+            .ok_or_else(|| ErrorObject::invalid_params("tools/call needs params.name (a string)"))?;
+        let tool = self.tool(name).ok_or_else(|| ErrorObject::invalid_params(format!("Unknown tool: {name}")))?;
         let args = match params.get("arguments") {
             None | Some(Value::Null) => Object::new(),
             Some(Value::Object(a)) => a.clone(),
             Some(_) => {
-                return Err(
-                    ErrorObject::invalid_params("tools/call arguments must be an object").into(),
-                );
+                return Err(ErrorObject::invalid_params("tools/call arguments must be an object").into());
             }
         };
         let ctx = self.context(id, &params, env, channel);
@@ -861,9 +714,7 @@ impl Server {
                 ToolHandler::Async(f) => AssertUnwindSafe(f(ctx, args))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(ErrorObject::internal(format!("tool {name} panicked")).into())
-                    }),
+                    .unwrap_or_else(|_| Err(ErrorObject::internal(format!("tool {name} panicked")).into())),
                 ToolHandler::Blocking(f) => {
                     let permit = self
                         .inner
@@ -877,14 +728,15 @@ impl Server {
                         let _permit = permit;
                         f(ctx, args)
                     });
-                    handle.await.unwrap_or_else(|_| {
-                        Err(ErrorObject::internal(format!("tool {name} panicked")).into())
-                    })
+                    handle.await.unwrap_or_else(|_| Err(ErrorObject::internal(format!("tool {name} panicked")).into()))
                 }
             }
         };
         let output = tokio::select! {
-            out = work => out?,
+            out = work => match out {
+                Err(ToolError::Execution(message)) => crate::model::ToolOutput::error(message),
+                other => other?,
+            },
             _ = env.cancel.cancelled() => return Err(ToolError::Cancelled),
         };
         Ok(output.into_value())
@@ -893,24 +745,14 @@ impl Server {
     async fn read_resource(&self, ctx: Context, uri: &str, era: Era) -> Result<Value, ToolError> {
         let (body, mime) = if let Some(r) = self.inner.resources.iter().find(|r| r.uri == uri) {
             ((r.read)(ctx, uri.to_owned()).await?, r.mime_type.clone())
-        } else if let Some((t, vars)) = self
-            .inner
-            .templates
-            .iter()
-            .find_map(|t| t.matches(uri).map(|v| (t, v)))
-        {
+        } else if let Some((t, vars)) = self.inner.templates.iter().find_map(|t| t.matches(uri).map(|v| (t, v))) {
             ((t.read)(ctx, vars).await?, t.mime_type.clone())
         } else {
             let code = match era {
                 Era::Handshake => codes::RESOURCE_NOT_FOUND,
                 Era::PerRequest => codes::INVALID_PARAMS,
             };
-            return Err(ErrorObject::with_data(
-                code,
-                format!("Resource not found: {uri}"),
-                &json!({"uri": uri}),
-            )
-            .into());
+            return Err(ErrorObject::with_data(code, format!("Resource not found: {uri}"), &json!({"uri": uri})).into());
         };
         let mut content = json!({"uri": uri});
         if let Some(m) = mime {
@@ -924,12 +766,7 @@ impl Server {
     }
 
     /// Handles a notification from the client.
-    pub fn notification(
-        &self,
-        session: &Session,
-        method: &str,
-        params: Option<&serde_json::value::RawValue>,
-    ) {
+    pub fn notification(&self, session: &Session, method: &str, params: Option<&serde_json::value::RawValue>) {
         match method {
             "notifications/initialized" => session.mark_initialized(),
             "notifications/cancelled" => {

@@ -64,10 +64,7 @@ impl Default for AtomicU8Level {
 impl Session {
     /// A session, optionally with an id (HTTP sessions have one, stdio does not).
     pub fn new(id: Option<String>) -> Self {
-        Self {
-            id,
-            ..Self::default()
-        }
+        Self { id, ..Self::default() }
     }
 
     /// The session id, if any.
@@ -150,10 +147,7 @@ impl Session {
 
     /// Registers a server→client request and returns its id and the receiver of its answer.
     pub(crate) fn expect_answer(&self) -> (Id, oneshot::Receiver<Result<Value, ErrorObject>>) {
-        let id = Id::String(format!(
-            "tw-{}",
-            self.next_request_id.fetch_add(1, Ordering::Relaxed)
-        ));
+        let id = Id::String(format!("tw-{}", self.next_request_id.fetch_add(1, Ordering::Relaxed)));
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id.clone(), tx);
         (id, rx)

@@ -14,7 +14,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -209,12 +208,7 @@ impl EventStream {
         }
         st.events.push_back((seq, data.clone()));
         if let Some(live) = &st.live
-            && live
-                .try_send(Frame::Event {
-                    id: Some(self.event_id(seq)),
-                    data,
-                })
-                .is_err()
+            && live.try_send(Frame::Event { id: Some(self.event_id(seq)), data }).is_err()
         {
             // Gone or too slow: the client resumes from its Last-Event-ID.
             st.live = None;
@@ -238,18 +232,11 @@ impl EventStream {
     /// Attaches a connection, first replaying every stored event after `after`.
     fn attach(&self, after: Option<u64>, capacity: usize) -> mpsc::Receiver<Frame> {
         let mut st = lock(&self.state);
-        let replay: Vec<(u64, Bytes)> = st
-            .events
-            .iter()
-            .filter(|(seq, _)| after.is_none_or(|a| *seq > a))
-            .cloned()
-            .collect();
+        let replay: Vec<(u64, Bytes)> =
+            st.events.iter().filter(|(seq, _)| after.is_none_or(|a| *seq > a)).cloned().collect();
         let (tx, rx) = mpsc::channel(capacity.max(replay.len() + SINK_CAPACITY));
         for (seq, data) in replay {
-            let _ = tx.try_send(Frame::Event {
-                id: Some(self.event_id(seq)),
-                data,
-            });
+            let _ = tx.try_send(Frame::Event { id: Some(self.event_id(seq)), data });
         }
         if !st.finished {
             st.live = Some(tx);
@@ -275,18 +262,9 @@ pub fn router(server: Server, config: HttpConfig) -> Router {
 
 /// Like [`router`], with a token that ends every open SSE stream when cancelled (so that a
 /// graceful shutdown does not wait for idle streams).
-pub fn router_with_shutdown(
-    server: Server,
-    config: HttpConfig,
-    shutdown: CancellationToken,
-) -> Router {
+pub fn router_with_shutdown(server: Server, config: HttpConfig, shutdown: CancellationToken) -> Router {
     let path = config.path.clone();
-    let shared = Arc::new(Shared {
-        server,
-        config,
-        sessions: Mutex::new(HashMap::new()),
-        shutdown,
-    });
+    let shared = Arc::new(Shared { server, config, sessions: Mutex::new(HashMap::new()), shutdown });
     Router::new().route(&path, any(endpoint)).with_state(shared)
 }
 
@@ -304,21 +282,15 @@ pub async fn serve(
         // Small JSON-RPC answers must not wait for delayed ACKs (Nagle); see BENCHMARKS.md.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -329,11 +301,7 @@ fn error_response(status: StatusCode, id: Option<&Id>, error: &ErrorObject) -> R
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
-    error_response(
-        StatusCode::BAD_REQUEST,
-        None,
-        &ErrorObject::invalid_request(message),
-    )
+    error_response(StatusCode::BAD_REQUEST, None, &ErrorObject::invalid_request(message))
 }
 
 fn status_only(status: StatusCode) -> Response {
@@ -345,14 +313,13 @@ fn status_only(status: StatusCode) -> Response {
 /// The host name of a `Host` or `Origin` authority, without port.
 fn host_name(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end]);
+        return authority.find(']').map_or(authority, |end| &authority[..=end]);
     }
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
 /// DNS-rebinding defence: `Host` and, when present, `Origin` must name an allowed host.
+#[allow(clippy::result_large_err, reason = "a rejection is the cold path; boxing it buys nothing")]
 fn check_origin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Response> {
     let Some(allowed) = &config.allowed_hosts else {
         return Ok(());
@@ -361,9 +328,7 @@ fn check_origin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Response
         error_response(
             StatusCode::FORBIDDEN,
             None,
-            &ErrorObject::invalid_request(format!(
-                "Forbidden: {what} is not an allowed host for this server"
-            )),
+            &ErrorObject::invalid_request(format!("Forbidden: {what} is not an allowed host for this server")),
         )
     };
     let is_allowed = |host: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(host));
@@ -375,9 +340,7 @@ fn check_origin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Response
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
+        let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
         if !authority.is_some_and(|a| is_allowed(host_name(a))) {
             return Err(forbidden("the Origin header"));
         }
@@ -386,17 +349,10 @@ fn check_origin(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Response
 }
 
 fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let media = item.split(';').next().unwrap_or("").trim();
-            media == wanted
-                || media == "*/*"
-                || (media.ends_with("/*") && wanted.starts_with(&media[..media.len() - 1]))
-        })
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let media = item.split(';').next().unwrap_or("").trim();
+        media == wanted || media == "*/*" || (media.ends_with("/*") && wanted.starts_with(&media[..media.len() - 1]))
+    })
 }
 
 async fn endpoint(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -412,9 +368,7 @@ async fn endpoint(State(shared): State<Arc<Shared>>, request: Request) -> Respon
 }
 
 fn session_header(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(mcp_headers::SESSION_ID)
-        .and_then(|v| v.to_str().ok())
+    headers.get(mcp_headers::SESSION_ID).and_then(|v| v.to_str().ok())
 }
 
 impl Shared {
@@ -446,14 +400,11 @@ impl Shared {
     }
 }
 
+#[allow(clippy::result_large_err, reason = "a rejection is the cold path; boxing it buys nothing")]
 fn check_protocol_header(headers: &HeaderMap) -> Result<Option<ProtocolVersion>, Response> {
     match headers.get(mcp_headers::PROTOCOL_VERSION) {
         None => Ok(None),
-        Some(v) => match v
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<ProtocolVersion>().ok())
-        {
+        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<ProtocolVersion>().ok()) {
             Some(v) => Ok(Some(v)),
             None => Err(bad_request(format!(
                 "Bad Request: unsupported MCP-Protocol-Version {:?}; supported: {}",
@@ -470,20 +421,12 @@ async fn post(shared: Arc<Shared>, request: Request) -> Response {
     let content_type_ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
     if !content_type_ok {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,
-            &ErrorObject::invalid_request(
-                "Unsupported Media Type: POST bodies must be Content-Type: application/json",
-            ),
+            &ErrorObject::invalid_request("Unsupported Media Type: POST bodies must be Content-Type: application/json"),
         );
     }
     if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
@@ -502,9 +445,7 @@ async fn post(shared: Arc<Shared>, request: Request) -> Response {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
-                &ErrorObject::invalid_request(format!(
-                    "Payload Too Large: the body exceeds {limit} bytes"
-                )),
+                &ErrorObject::invalid_request(format!("Payload Too Large: the body exceeds {limit} bytes")),
             );
         }
         Err(_) => return bad_request("Bad Request: the body could not be read"),
@@ -517,9 +458,7 @@ async fn post(shared: Arc<Shared>, request: Request) -> Response {
         Message::Request(req) => post_request(shared, req, &headers).await,
         Message::Notification(n) => {
             if let Some(session) = session_header(&headers).and_then(|id| shared.find_session(id)) {
-                shared
-                    .server
-                    .notification(&session.mcp, &n.method, n.params.as_deref());
+                shared.server.notification(&session.mcp, &n.method, n.params.as_deref());
             }
             status_only(StatusCode::ACCEPTED)
         }
@@ -555,9 +494,7 @@ fn per_request_status(code: Option<i32>, rejected: bool) -> StatusCode {
         None => StatusCode::OK,
         Some(codes::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
         Some(
-            codes::HEADER_MISMATCH
-            | codes::MISSING_REQUIRED_CLIENT_CAPABILITY
-            | codes::UNSUPPORTED_PROTOCOL_VERSION,
+            codes::HEADER_MISMATCH | codes::MISSING_REQUIRED_CLIENT_CAPABILITY | codes::UNSUPPORTED_PROTOCOL_VERSION,
         ) => StatusCode::BAD_REQUEST,
         Some(_) if rejected => StatusCode::BAD_REQUEST,
         Some(_) => StatusCode::OK,
@@ -577,12 +514,8 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
         }
     };
     if prepared.era() == Era::PerRequest {
-        let env = RequestEnv {
-            session: Arc::new(Session::new(None)),
-            sink: None,
-            cancel: CancellationToken::new(),
-        };
-        return respond(&shared, prepared, env, None, None).await;
+        let env = RequestEnv { session: Arc::new(Session::new(None)), sink: None, cancel: CancellationToken::new() };
+        return respond(&shared, prepared, env, None).await;
     }
     let header_version = match check_protocol_header(headers) {
         Ok(v) => v,
@@ -600,29 +533,19 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                 let version = header_version.unwrap_or(ProtocolVersion::HTTP_DEFAULT);
                 session.set_negotiated(version, serde_json::json!({}));
             }
-            let env = RequestEnv {
-                session,
-                sink: None,
-                cancel: CancellationToken::new(),
-            };
-            respond(&shared, prepared, env, None, None).await
+            let env = RequestEnv { session, sink: None, cancel: CancellationToken::new() };
+            respond(&shared, prepared, env, None).await
         }
         SessionMode::Stateful if is_initialize => {
             let Some((id, session)) = shared.create_session() else {
                 return error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some(prepared.id()),
-                    &ErrorObject::internal(
-                        "Service Unavailable: too many open sessions; retry later",
-                    ),
+                    &ErrorObject::internal("Service Unavailable: too many open sessions; retry later"),
                 );
             };
-            let env = RequestEnv {
-                session: session.mcp.clone(),
-                sink: None,
-                cancel: CancellationToken::new(),
-            };
-            let mut resp = respond(&shared, prepared, env, Some(session.clone()), None).await;
+            let env = RequestEnv { session: session.mcp.clone(), sink: None, cancel: CancellationToken::new() };
+            let mut resp = respond(&shared, prepared, env, Some(session.clone())).await;
             let ok = resp.status().is_success();
             match HeaderValue::from_str(&id) {
                 Ok(v) if ok => {
@@ -636,9 +559,7 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
         }
         SessionMode::Stateful => {
             let Some(id) = session_header(headers) else {
-                return bad_request(
-                    "Bad Request: Mcp-Session-Id header is required; send initialize first to get one",
-                );
+                return bad_request("Bad Request: Mcp-Session-Id header is required; send initialize first to get one");
             };
             let Some(session) = shared.find_session(id) else {
                 return error_response(
@@ -649,19 +570,8 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                     ),
                 );
             };
-            let env = RequestEnv {
-                session: session.mcp.clone(),
-                sink: None,
-                cancel: CancellationToken::new(),
-            };
-            respond(
-                &shared,
-                prepared,
-                env,
-                Some(session.clone()),
-                Some(id.to_owned()),
-            )
-            .await
+            let env = RequestEnv { session: session.mcp.clone(), sink: None, cancel: CancellationToken::new() };
+            respond(&shared, prepared, env, Some(session.clone())).await
         }
     }
 }
@@ -684,7 +594,6 @@ async fn respond(
     prepared: Prepared,
     mut env: RequestEnv,
     session: Option<Arc<HttpSession>>,
-    _session_id: Option<String>,
 ) -> Response {
     let era = prepared.era();
     let (tx, mut rx) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
@@ -696,10 +605,8 @@ async fn respond(
     let server = shared.server.clone();
     // 2025-11-25 sessions always answer on a resumable stream that opens with a priming event
     // (SEP-1699): a client can resume any request, not only those that happened to notify.
-    let resumable = session
-        .as_ref()
-        .and_then(|s| s.mcp.negotiated())
-        .is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
+    let resumable =
+        session.as_ref().and_then(|s| s.mcp.negotiated()).is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
     if resumable {
         let handle = tokio::spawn(async move { server.run(prepared, env).await });
         return upgrade(shared, era, None, rx, handle, cancel, guard, session);
@@ -728,10 +635,7 @@ async fn respond(
 fn sse_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
@@ -798,10 +702,7 @@ fn upgrade(
 ) -> Response {
     let config = &shared.config;
     let resumable = session.is_some()
-        && session
-            .as_ref()
-            .and_then(|s| s.mcp.negotiated())
-            .is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
+        && session.as_ref().and_then(|s| s.mcp.negotiated()).is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
     match (session, resumable) {
         (Some(session), true) => {
             // Handshake session: every event goes through the resumable stream; a closed
@@ -853,12 +754,7 @@ fn upgrade(
                 }
                 pump_stream.finish();
             });
-            sse_response(sse_body(
-                frames,
-                config.keep_alive,
-                shared.shutdown.clone(),
-                None,
-            ))
+            sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
         }
         _ => {
             // Not resumable: stream straight to this connection. In the per-request era a
@@ -907,12 +803,7 @@ fn upgrade(
                     }
                 }
             });
-            sse_response(sse_body(
-                frx,
-                config.keep_alive,
-                shared.shutdown.clone(),
-                guard,
-            ))
+            sse_response(sse_body(frx, config.keep_alive, shared.shutdown.clone(), guard))
         }
     }
 }
@@ -927,9 +818,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             None,
-            &ErrorObject::invalid_request(
-                "Not Acceptable: a GET stream needs Accept: text/event-stream",
-            ),
+            &ErrorObject::invalid_request("Not Acceptable: a GET stream needs Accept: text/event-stream"),
         );
     }
     if shared.config.sessions == SessionMode::Stateless {
@@ -948,20 +837,12 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
         );
     };
     let config = &shared.config;
-    let last_event = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_event_id);
+    let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(parse_event_id);
     if let Some((stream_id, seq)) = last_event {
         return match session.stream(stream_id) {
             Some(stream) => {
                 let frames = stream.attach(Some(seq), SINK_CAPACITY);
-                sse_response(sse_body(
-                    frames,
-                    config.keep_alive,
-                    shared.shutdown.clone(),
-                    None,
-                ))
+                sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
             }
             // Nothing to resume: an empty stream that ends, so EventSource clients stop retrying.
             None => sse_response(Body::empty()),
@@ -986,12 +867,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
             }
         }
     });
-    sse_response(sse_body(
-        frames,
-        config.keep_alive,
-        shared.shutdown.clone(),
-        None,
-    ))
+    sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
 }
 
 fn delete(shared: &Shared, headers: &HeaderMap) -> Response {
@@ -1007,25 +883,7 @@ fn delete(shared: &Shared, headers: &HeaderMap) -> Response {
             session.mcp.set_standalone(None);
             status_only(StatusCode::OK)
         }
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            None,
-            &ErrorObject::invalid_request("Session not found"),
-        ),
-    }
-}
-
-/// Counts requests served; exposed for tests and metrics.
-#[derive(Default, Debug)]
-pub struct Counters {
-    /// Requests answered.
-    pub requests: AtomicU64,
-}
-
-impl Counters {
-    /// Increments the request count.
-    pub fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        None => error_response(StatusCode::NOT_FOUND, None, &ErrorObject::invalid_request("Session not found")),
     }
 }
 
@@ -1043,10 +901,7 @@ mod tests {
     #[test]
     fn accept_matching_understands_wildcards_and_parameters() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json;q=0.9, text/event-stream"),
-        );
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json;q=0.9, text/event-stream"));
         assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         assert!(accepts(&h, "text/event-stream"));
@@ -1067,10 +922,7 @@ mod tests {
         }
         assert_eq!(
             got,
-            vec![
-                ("3-1".to_string(), Bytes::from_static(b"b")),
-                ("3-2".to_string(), Bytes::from_static(b"c"))
-            ]
+            vec![("3-1".to_string(), Bytes::from_static(b"b")), ("3-2".to_string(), Bytes::from_static(b"c"))]
         );
         assert_eq!(parse_event_id("3-2"), Some((3, 2)));
     }

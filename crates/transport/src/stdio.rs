@@ -28,21 +28,13 @@ pub struct StdioConfig {
 
 impl Default for StdioConfig {
     fn default() -> Self {
-        Self {
-            max_line_bytes: 4 * 1024 * 1024,
-        }
+        Self { max_line_bytes: 4 * 1024 * 1024 }
     }
 }
 
 /// Serves `server` on the process's standard input and output until input ends.
 pub async fn serve_stdio(server: Server, config: StdioConfig) -> std::io::Result<()> {
-    serve(
-        server,
-        BufReader::with_capacity(64 * 1024, tokio::io::stdin()),
-        tokio::io::stdout(),
-        config,
-    )
-    .await
+    serve(server, BufReader::with_capacity(64 * 1024, tokio::io::stdin()), tokio::io::stdout(), config).await
 }
 
 /// Serves `server` over any line-oriented byte stream pair.
@@ -57,12 +49,7 @@ pub async fn serve_stdio(server: Server, config: StdioConfig) -> std::io::Result
 /// assert_eq!(output, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
 /// # });
 /// ```
-pub async fn serve<R, W>(
-    server: Server,
-    mut reader: R,
-    writer: W,
-    config: StdioConfig,
-) -> std::io::Result<()>
+pub async fn serve<R, W>(server: Server, mut reader: R, writer: W, config: StdioConfig) -> std::io::Result<()>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -92,9 +79,7 @@ where
                 }
                 match Message::parse(text) {
                     Err(e) => send_error(&tx, e.id(), &e.to_error()).await,
-                    Ok(Message::Notification(n)) => {
-                        server.notification(&session, &n.method, n.params.as_deref())
-                    }
+                    Ok(Message::Notification(n)) => server.notification(&session, &n.method, n.params.as_deref()),
                     Ok(Message::Response(r)) => {
                         let result = serde_json::from_str(r.result.get()).unwrap_or_default();
                         session.answer(&r.id, Ok(result));
@@ -116,8 +101,7 @@ where
                         };
                         let era = prepared.era();
                         let current = *pinned.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(conflict) = era_conflict(current, era, is_probe, is_initialize)
-                        {
+                        if let Some(conflict) = era_conflict(current, era, is_probe, is_initialize) {
                             send_error(&tx, Some(prepared.id()), &conflict).await;
                             continue;
                         }
@@ -135,21 +119,14 @@ where
                                     Arc::new(per_request_session(&tx))
                                 }
                             };
-                            let env = RequestEnv {
-                                session: session_for_request,
-                                sink: Some(tx.clone()),
-                                cancel,
-                            };
+                            let env = RequestEnv { session: session_for_request, sink: Some(tx.clone()), cancel };
                             let reply = server.run(prepared, env).await;
                             if era == Era::PerRequest {
                                 session.end(&id);
                             }
                             let succeeded = matches!(reply.outcome, Some(Ok(_)));
                             if succeeded && !is_probe {
-                                pinned
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(era);
+                                pinned.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(era);
                             }
                             if let Some(bytes) = reply.to_bytes() {
                                 let _ = tx.send(Outgoing::Message(Bytes::from(bytes))).await;
@@ -176,12 +153,7 @@ fn per_request_session(tx: &mpsc::Sender<Outgoing>) -> Session {
 }
 
 /// The error for a request of the other era on a pinned connection, if any.
-fn era_conflict(
-    pinned: Option<Era>,
-    era: Era,
-    is_probe: bool,
-    is_initialize: bool,
-) -> Option<ErrorObject> {
+fn era_conflict(pinned: Option<Era>, era: Era, is_probe: bool, is_initialize: bool) -> Option<ErrorObject> {
     match (pinned?, era) {
         _ if is_probe => None,
         (Era::Handshake, Era::PerRequest) => Some(ErrorObject::invalid_request(
@@ -199,18 +171,11 @@ fn trim_line(line: &[u8]) -> &[u8] {
     while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
         end -= 1;
     }
-    let start = line[..end]
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(end);
+    let start = line[..end].iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(end);
     &line[start..end]
 }
 
-async fn send_error(
-    tx: &mpsc::Sender<Outgoing>,
-    id: Option<&taskwire_protocol::Id>,
-    error: &ErrorObject,
-) {
+async fn send_error(tx: &mpsc::Sender<Outgoing>, id: Option<&taskwire_protocol::Id>, error: &ErrorObject) {
     let mut out = Vec::with_capacity(128);
     jsonrpc::write_error(&mut out, id, error);
     let _ = tx.send(Outgoing::Message(Bytes::from(out))).await;
@@ -254,20 +219,13 @@ async fn read_line<R: AsyncBufRead + Unpin>(
         }
         reader.consume(used);
         if found {
-            return Ok(if too_long {
-                LineRead::TooLong
-            } else {
-                LineRead::Line
-            });
+            return Ok(if too_long { LineRead::TooLong } else { LineRead::Line });
         }
     }
 }
 
 /// Writes each message as one line, flushing only when no more messages are waiting.
-async fn write_lines<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut rx: mpsc::Receiver<Outgoing>,
-) -> std::io::Result<()> {
+async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Outgoing>) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
         push_line(&mut buf, first);

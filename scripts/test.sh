@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The one test command (README "Quick start", and what CI runs):
+#   formatting, lints, every Rust test, the official MCP conformance suites, and the
+#   TypeScript and Python SDK clients driving the fixture server over stdio and HTTP.
+# Installs what it needs (Node 22 and the suites under .work/, npm packages and a Python venv
+# under tests/interop/); nothing has to be installed by hand besides the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+command -v cargo >/dev/null || { echo "test: cargo is missing; install Rust with rustup (https://rustup.rs)" >&2; exit 2; }
+
+step() { printf '\n== %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all --check
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo build (fixture server)"
+cargo build --workspace --locked
+step "official MCP conformance suites"
+bash scripts/conformance.sh target/debug/taskwire-fixtures
+step "TypeScript and Python SDK clients"
+TASKWIRE_FIXTURES=$PWD/target/debug/taskwire-fixtures bash tests/interop/run.sh
+step "cargo test"
+cargo test --workspace --locked

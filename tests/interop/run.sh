@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Interop tests: real MCP clients against the taskwire fixture server, over stdio and Streamable HTTP.
+#   - TypeScript SDK @modelcontextprotocol/sdk 1.32.2 (node:test)   -> ts/clients.test.mjs
+#   - Python mcp 2.3.0, auto and legacy modes (pytest)              -> python/test_clients.py
+#
+# Usage: TASKWIRE_FIXTURES=/path/to/taskwire-fixtures bash tests/interop/run.sh
+# (default binary: <repo>/target/debug/taskwire-fixtures; this script does not build it).
+# Needs node >= 20 / npm and python3 (with venv). Talks to 127.0.0.1 only.
+# Exit status: 0 when both suites pass, non-zero otherwise.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export TASKWIRE_FIXTURES="${TASKWIRE_FIXTURES:-$REPO/target/debug/taskwire-fixtures}"
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ -x "$TASKWIRE_FIXTURES" ]] || die "fixture binary not found or not executable: $TASKWIRE_FIXTURES (build it, or set TASKWIRE_FIXTURES)"
+command -v node >/dev/null || die "node not found on PATH"
+command -v npm >/dev/null || die "npm not found on PATH"
+command -v python3 >/dev/null || die "python3 not found on PATH"
+
+say "fixture server: $TASKWIRE_FIXTURES"
+say "node $(node --version), npm $(npm --version), $(python3 --version)"
+
+cd "$HERE"
+
+say "npm ci (TypeScript SDK, pinned by package-lock.json)"
+timeout 600 npm ci --no-audit --no-fund || die "npm ci failed"
+
+VENV="$HERE/.venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating Python venv at $VENV"
+  python3 -m venv "$VENV" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+fi
+say "pip install -r requirements.txt"
+timeout 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt \
+  || die "pip install failed"
+
+ts_rc=0
+py_rc=0
+
+say "TypeScript SDK client tests: node --test ts/"
+timeout 300 node --test --test-timeout=60000 ts/ || ts_rc=$?
+
+say "Python mcp client tests: pytest -q"
+timeout 300 "$VENV/bin/python" -m pytest -q || py_rc=$?
+
+echo
+if [[ $ts_rc -eq 0 ]]; then echo "TypeScript interop: PASS"; else echo "TypeScript interop: FAIL (exit $ts_rc)"; fi
+if [[ $py_rc -eq 0 ]]; then echo "Python interop:     PASS"; else echo "Python interop:     FAIL (exit $py_rc)"; fi
+if [[ $ts_rc -ne 0 || $py_rc -ne 0 ]]; then
+  exit 1
+fi
