@@ -51,6 +51,8 @@ async function killPid(pid) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// A timer that does not keep the process alive (for bounding waits in hooks).
+const unrefSleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** Start `taskwire-fixtures --http 127.0.0.1:0` and resolve with {proc, url} once it printed its address. */
 function startHttpServer() {
@@ -164,7 +166,7 @@ for (const [name, kind] of Object.entries(transports)) {
         if (conn.transport instanceof StreamableHTTPClientTransport) {
           await conn.transport.terminateSession().catch(() => {});
         }
-        await Promise.race([conn.client.close(), sleep(5_000)]);
+        await Promise.race([conn.client.close(), unrefSleep(5_000)]);
       } finally {
         if (pid) await killPid(pid); // the stdio server process is always killed
         conn = null;
@@ -228,9 +230,10 @@ for (const [name, kind] of Object.entries(transports)) {
       // responses synchronously and drops the progress handler on the response, so when the final
       // progress notification and the response arrive in the same read (typical over stdio pipes)
       // the SDK silently loses that last callback although the server sent it in order. Known client
-      // bug: modelcontextprotocol/typescript-sdk#2580 (fix proposed in PR #2586). So here: every
-      // callback matches a wire notification, in order, and at least the first two arrive.
-      assert.ok(seen.length >= 2, `onprogress got ${JSON.stringify(seen)}`);
+      // bug: modelcontextprotocol/typescript-sdk#2580 (fix proposed in PR #2586). Under load more
+      // than the last one can share that read. So here: onprogress fired, and every callback matches
+      // the wire notifications in order (the strict >= 3 / 100-of-100 checks are on the wire above).
+      assert.ok(seen.length >= 1, `onprogress got ${JSON.stringify(seen)}`);
       assert.ok(seen.length <= vals.length);
       seen.forEach((p, i) => {
         assert.equal(p.progress, vals[i].progress);
