@@ -41,11 +41,14 @@ pub async fn serve_stdio(server: Server, config: StdioConfig) -> std::io::Result
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use tokio::io::AsyncReadExt;
 /// use taskwire_server::Server;
 /// use taskwire_transport::stdio::{serve, StdioConfig};
 /// let input: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n";
+/// let (writer, mut reader) = tokio::io::duplex(4096);
+/// serve(Server::builder("s", "1").build(), input, writer, StdioConfig::default()).await.unwrap();
 /// let mut output = Vec::new();
-/// serve(Server::builder("s", "1").build(), input, &mut output, StdioConfig::default()).await.unwrap();
+/// reader.read_to_end(&mut output).await.unwrap();
 /// assert_eq!(output, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
 /// # });
 /// ```
