@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use futures_util::FutureExt as _;
 use http::HeaderMap;
@@ -107,6 +107,7 @@ impl ServerBuilder {
                 completion: self.completion,
                 blocking: Arc::new(Semaphore::new(self.blocking_threads)),
                 sealer: StateSealer::random(),
+                subscribers: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -124,6 +125,8 @@ struct Inner {
     completion: Option<CompletionFn>,
     blocking: Arc<Semaphore>,
     sealer: StateSealer,
+    /// Sessions subscribed to each resource URI (weak: a closed session unsubscribes itself).
+    subscribers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
 }
 
 /// An MCP server. Cheap to clone.
@@ -490,6 +493,10 @@ impl Server {
                     .ok_or_else(|| ErrorObject::invalid_params(format!("{method} needs params.uri")))?;
                 if method == "resources/subscribe" {
                     env.session.subscribe(uri);
+                    let mut subs = crate::session::lock(&self.inner.subscribers);
+                    let list = subs.entry(uri.to_owned()).or_default();
+                    list.retain(|w| w.strong_count() > 0);
+                    list.push(Arc::downgrade(&env.session));
                 } else {
                     env.session.unsubscribe(uri);
                 }
@@ -763,6 +770,27 @@ impl Server {
             ResourceBody::Blob(b) => content["blob"] = json!(b),
         }
         Ok(json!({"contents": [content]}))
+    }
+
+    /// Tells every session subscribed to `uri` that it changed (`notifications/resources/updated`,
+    /// sent on the session's standalone stream: the stdio pipe, or the HTTP GET stream). Returns
+    /// how many sessions were told; a session whose stream is full or closed is skipped.
+    pub fn resource_updated(&self, uri: &str) -> usize {
+        let sessions: Vec<Arc<Session>> = {
+            let mut subs = crate::session::lock(&self.inner.subscribers);
+            let Some(list) = subs.get_mut(uri) else { return 0 };
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut out = Vec::with_capacity(96);
+        jsonrpc::write_notification(&mut out, "notifications/resources/updated", &json!({"uri": uri}).to_string());
+        let message = bytes::Bytes::from(out);
+        sessions
+            .iter()
+            .filter(|s| s.is_subscribed(uri))
+            .filter_map(|s| s.standalone())
+            .filter(|sink| sink.try_send(crate::session::Outgoing::Message(message.clone())).is_ok())
+            .count()
     }
 
     /// Handles a notification from the client.
