@@ -1,0 +1,135 @@
+//! The contract every [`TaskStore`] must honour, as one test suite that each store runs
+//! against itself (the in-memory store in this crate's tests; durable stores in theirs).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! taskwire_engine::contract::run_all(&taskwire_engine::MemoryStore::new()).await;
+//! # });
+//! ```
+
+use crate::store::{StoreError, TaskStore, Update};
+use crate::task::{Owner, TaskId, TaskRecord, TaskStatus};
+
+fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
+    TaskRecord {
+        id: TaskId::random(),
+        owner: owner.clone(),
+        tool: "tool".into(),
+        status: TaskStatus::Working,
+        status_message: None,
+        created_at_ms,
+        updated_at_ms: created_at_ms,
+        ttl_ms: Some(60_000),
+        poll_interval_ms: 500,
+        result: None,
+        error: None,
+        input_requests: None,
+        attempt: 1,
+        cancel_requested: false,
+    }
+}
+
+/// Runs every contract check; panics on the first violation.
+pub async fn run_all(store: &dyn TaskStore) {
+    create_then_get_returns_the_same_record(store).await;
+    results_are_stored_byte_for_byte(store).await;
+    duplicate_ids_are_refused(store).await;
+    terminal_records_never_change(store).await;
+    illegal_transitions_are_refused(store).await;
+    listings_are_scoped_and_paginated(store).await;
+    expired_records_are_found_and_deleted(store).await;
+}
+
+/// A created record reads back equal; an unknown id reads as absent.
+pub async fn create_then_get_returns_the_same_record(store: &dyn TaskStore) {
+    let r = record(&Owner::anonymous("s"), 1_000);
+    store.create(r.clone()).await.expect("create");
+    assert_eq!(store.get(&r.id).await.expect("get"), Some(r));
+    assert_eq!(store.get(&TaskId::random()).await.expect("get unknown"), None);
+}
+
+/// Result JSON comes back exactly as stored (spacing, escapes, number spelling).
+pub async fn results_are_stored_byte_for_byte(store: &dyn TaskStore) {
+    let r = record(&Owner::anonymous("s"), 2_000);
+    store.create(r.clone()).await.expect("create");
+    let raw = r#"{"content":[{"type":"text","text":"caf\u00e9 \ud83d\ude00"}], "n": 1.50e3}"#;
+    let update = Update { status: Some(TaskStatus::Completed), result: Some(raw.into()), ..Update::default() };
+    store.update(&r.id, update, 2_001).await.expect("update").expect("exists");
+    assert_eq!(store.get(&r.id).await.expect("get").expect("exists").result.as_deref(), Some(raw));
+}
+
+/// Creating an id twice fails.
+pub async fn duplicate_ids_are_refused(store: &dyn TaskStore) {
+    let r = record(&Owner::anonymous("s"), 3_000);
+    store.create(r.clone()).await.expect("create");
+    assert_eq!(store.create(r).await, Err(StoreError::Duplicate));
+}
+
+/// Once terminal, no update applies.
+pub async fn terminal_records_never_change(store: &dyn TaskStore) {
+    for end in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
+        let r = record(&Owner::anonymous("s"), 4_000);
+        store.create(r.clone()).await.expect("create");
+        store.update(&r.id, Update::status(end), 4_001).await.expect("end").expect("exists");
+        for next in [TaskStatus::Working, TaskStatus::Completed, TaskStatus::Cancelled] {
+            assert!(store.update(&r.id, Update::status(next), 4_002).await.is_err(), "{end:?} -> {next:?}");
+        }
+        let msg = Update { status_message: Some(Some("late".into())), ..Update::default() };
+        assert!(store.update(&r.id, msg, 4_003).await.is_err());
+        assert_eq!(store.get(&r.id).await.expect("get").expect("exists").status, end);
+    }
+}
+
+/// A status may not "become" itself, and updates of unknown ids report absence.
+pub async fn illegal_transitions_are_refused(store: &dyn TaskStore) {
+    let r = record(&Owner::anonymous("s"), 5_000);
+    store.create(r.clone()).await.expect("create");
+    assert!(store.update(&r.id, Update::status(TaskStatus::Working), 5_001).await.is_err());
+    let ir = store.update(&r.id, Update::status(TaskStatus::InputRequired), 5_002).await.expect("ok").expect("exists");
+    assert_eq!(ir.status, TaskStatus::InputRequired);
+    assert_eq!(ir.updated_at_ms, 5_002);
+    assert_eq!(store.update(&TaskId::random(), Update::status(TaskStatus::Completed), 5_003).await, Ok(None));
+}
+
+/// Listings show the caller's tasks only, oldest first, in pages that join up exactly.
+pub async fn listings_are_scoped_and_paginated(store: &dyn TaskStore) {
+    let alice = Owner { principal: Some(format!("alice-{}", TaskId::random().as_str())), scope: "x".into() };
+    let bob = Owner { principal: Some(format!("bob-{}", TaskId::random().as_str())), scope: "x".into() };
+    let mut mine = Vec::new();
+    for i in 0..7 {
+        let r = record(&alice, 10_000 + i);
+        store.create(r.clone()).await.expect("create");
+        mine.push(r.id);
+        store.create(record(&bob, 10_000 + i)).await.expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list(&alice, cursor.as_deref(), 3).await.expect("list");
+        assert!(page.tasks.len() <= 3);
+        assert!(page.tasks.iter().all(|t| t.owner == alice), "another owner's task listed");
+        seen.extend(page.tasks.into_iter().map(|t| t.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, mine);
+}
+
+/// Records past their TTL are reported and can be deleted.
+pub async fn expired_records_are_found_and_deleted(store: &dyn TaskStore) {
+    let owner = Owner::anonymous(format!("ttl-{}", TaskId::random().as_str()));
+    let mut old = record(&owner, 1);
+    old.ttl_ms = Some(10);
+    let mut forever = record(&owner, 1);
+    forever.ttl_ms = None;
+    store.create(old.clone()).await.expect("create");
+    store.create(forever.clone()).await.expect("create");
+    let expired = store.expired(1_000, 10_000).await.expect("expired");
+    assert!(expired.iter().any(|r| r.id == old.id));
+    assert!(!expired.iter().any(|r| r.id == forever.id), "a task without TTL never expires");
+    assert_eq!(store.delete(std::slice::from_ref(&old.id)).await.expect("delete"), 1);
+    assert_eq!(store.get(&old.id).await.expect("get"), None);
+    assert!(store.get(&forever.id).await.expect("get").is_some());
+}

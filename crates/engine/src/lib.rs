@@ -1,0 +1,16 @@
+//! The taskwire task engine.
+//!
+//! Long-running tool calls become tasks: records with a state machine ([`TaskStatus`]), kept
+//! in a [`TaskStore`] (in memory here; SQLite and PostgreSQL in their own crates), driven by an
+//! [`Engine`] that creates them durably, carries cancellation and client input to the running
+//! work ([`TaskHandle`]), coalesces status messages and expires them after their TTL. The engine
+//! knows nothing of MCP wires, HTTP or stdio: the server maps both task wires onto it.
+
+pub mod contract;
+mod engine;
+pub mod store;
+mod task;
+
+pub use engine::{Engine, EngineConfig, EngineError, TaskHandle};
+pub use store::{MemoryStore, Page, StoreError, TaskStore, Update};
+pub use task::{Owner, TaskId, TaskRecord, TaskStatus, now_ms, rfc3339};

@@ -1,0 +1,248 @@
+//! The store trait every backend implements, and the in-memory store.
+//!
+//! A store is a map of task records with a few rules it must enforce itself, because several
+//! processes may share one (PostgreSQL): a transition is applied only if it is legal from the
+//! record's *current* status (compare-and-set), and terminal records never change. The contract
+//! tests in [`crate::contract`] hold every store to these rules.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use crate::task::{Owner, TaskId, TaskRecord, TaskStatus};
+
+/// A boxed, sendable future borrowing from the store.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// The change is not allowed from the record's current status.
+    #[error("a {from} task cannot become {to}", from = .from.as_str(), to = .to.map_or("changed", |t| t.as_str()))]
+    IllegalTransition {
+        /// The current status.
+        from: TaskStatus,
+        /// The requested status (`None`: a change to a terminal task's fields).
+        to: Option<TaskStatus>,
+    },
+    /// A record with this id exists already.
+    #[error("a task with this id exists already")]
+    Duplicate,
+    /// The backend failed (I/O, database).
+    #[error("task storage failed: {0}")]
+    Backend(String),
+}
+
+/// A change to a record. Fields left `None` keep their value.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Update {
+    /// A new status (must be a legal transition).
+    pub status: Option<TaskStatus>,
+    /// A new status message (`Some(None)` clears it).
+    pub status_message: Option<Option<String>>,
+    /// The result object, JSON text.
+    pub result: Option<String>,
+    /// The error object, JSON text.
+    pub error: Option<String>,
+    /// New outstanding input requests (`Some(None)` clears them).
+    pub input_requests: Option<Option<String>>,
+    /// Marks the task as cancel-requested.
+    pub cancel_requested: bool,
+}
+
+impl Update {
+    /// A status change.
+    pub fn status(status: TaskStatus) -> Self {
+        Self { status: Some(status), ..Self::default() }
+    }
+
+    /// Applies the update to `record` at `now_ms`, enforcing the state machine.
+    pub fn apply(self, record: &mut TaskRecord, now_ms: u64) -> Result<(), StoreError> {
+        if record.status.is_terminal() {
+            return Err(StoreError::IllegalTransition { from: record.status, to: self.status });
+        }
+        if let Some(next) = self.status {
+            if !record.status.can_become(next) {
+                return Err(StoreError::IllegalTransition { from: record.status, to: Some(next) });
+            }
+            record.status = next;
+            if next != TaskStatus::InputRequired {
+                record.input_requests = None;
+            }
+        }
+        if let Some(m) = self.status_message {
+            record.status_message = m;
+        }
+        if let Some(r) = self.result {
+            record.result = Some(r);
+        }
+        if let Some(e) = self.error {
+            record.error = Some(e);
+        }
+        if let Some(i) = self.input_requests {
+            record.input_requests = i;
+        }
+        record.cancel_requested |= self.cancel_requested;
+        record.updated_at_ms = now_ms.max(record.updated_at_ms);
+        Ok(())
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The records, oldest first.
+    pub tasks: Vec<TaskRecord>,
+    /// The cursor of the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Where task records live.
+pub trait TaskStore: Send + Sync + 'static {
+    /// Stores a new record. It must be durable (committed) when the future resolves.
+    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Reads a record.
+    fn get<'a>(&'a self, id: &'a TaskId) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>>;
+    /// Applies `update` atomically; `Ok(None)` if there is no such record.
+    fn update<'a>(
+        &'a self,
+        id: &'a TaskId,
+        update: Update,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>>;
+    /// Lists the records `caller` may see ([`Owner::lists_for`]), oldest first, after `cursor`.
+    fn list<'a>(
+        &'a self,
+        caller: &'a Owner,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, StoreError>>;
+    /// Records whose retention ended at or before `now_ms`, at most `limit`.
+    fn expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>>;
+    /// Deletes records.
+    fn delete<'a>(&'a self, ids: &'a [TaskId]) -> BoxFuture<'a, Result<usize, StoreError>>;
+}
+
+/// A cursor: the creation time and id of the last record of the previous page.
+pub fn encode_cursor(record: &TaskRecord) -> String {
+    format!("{}-{}", record.created_at_ms, record.id.as_str())
+}
+
+/// Decodes a cursor from [`encode_cursor`]; `None` for anything else (the caller answers -32602).
+pub fn decode_cursor(cursor: &str) -> Option<(u64, TaskId)> {
+    let (ms, id) = cursor.split_once('-')?;
+    Some((ms.parse().ok()?, TaskId::from_wire(id)))
+}
+
+/// Task records in memory: for tests and ephemeral servers. Nothing survives a restart.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    tasks: HashMap<TaskId, TaskRecord>,
+    by_creation: BTreeSet<(u64, TaskId)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TaskStore for MemoryStore {
+    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut inner = self.lock();
+        let result = if inner.tasks.contains_key(&record.id) {
+            Err(StoreError::Duplicate)
+        } else {
+            inner.by_creation.insert((record.created_at_ms, record.id.clone()));
+            inner.tasks.insert(record.id.clone(), record);
+            Ok(())
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn get<'a>(&'a self, id: &'a TaskId) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
+        let found = self.lock().tasks.get(id).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn update<'a>(
+        &'a self,
+        id: &'a TaskId,
+        update: Update,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
+        let mut inner = self.lock();
+        let result = match inner.tasks.get_mut(id) {
+            None => Ok(None),
+            Some(record) => {
+                let mut next = record.clone();
+                update.apply(&mut next, now_ms).map(|()| {
+                    *record = next.clone();
+                    Some(next)
+                })
+            }
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn list<'a>(
+        &'a self,
+        caller: &'a Owner,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        let inner = self.lock();
+        let start = cursor.and_then(decode_cursor);
+        let mut tasks = Vec::with_capacity(limit.min(128));
+        let mut more = false;
+        let range = inner.by_creation.iter().filter(|key| start.as_ref().is_none_or(|s| *key > s));
+        for (_, id) in range {
+            let Some(record) = inner.tasks.get(id) else { continue };
+            if !record.owner.lists_for(caller) {
+                continue;
+            }
+            if tasks.len() == limit {
+                more = true;
+                break;
+            }
+            tasks.push(record.clone());
+        }
+        let next_cursor = if more { tasks.last().map(encode_cursor) } else { None };
+        Box::pin(std::future::ready(Ok(Page { tasks, next_cursor })))
+    }
+
+    fn expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>> {
+        let inner = self.lock();
+        let found = inner
+            .tasks
+            .values()
+            .filter(|r| r.expires_at_ms().is_some_and(|e| e <= now_ms))
+            .take(limit)
+            .cloned()
+            .collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn delete<'a>(&'a self, ids: &'a [TaskId]) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let mut inner = self.lock();
+        let mut n = 0;
+        for id in ids {
+            if let Some(r) = inner.tasks.remove(id) {
+                inner.by_creation.remove(&(r.created_at_ms, r.id));
+                n += 1;
+            }
+        }
+        Box::pin(std::future::ready(Ok(n)))
+    }
+}

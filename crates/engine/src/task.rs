@@ -1,0 +1,190 @@
+//! Task records and the state machine.
+//!
+//! ```text
+//!   working ◄──► input_required
+//!      │  ╲          │
+//!      ▼   ╲         ▼
+//!  completed  failed  cancelled      (terminal: never change again)
+//! ```
+
+use std::fmt;
+
+/// A task id: 32 lowercase hex digits of a UUIDv4 (122 random bits), so that the id can serve as
+/// a capability when there is no authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(String);
+
+impl TaskId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Wraps an id received from a client (any string; unknown ids simply are not found).
+    pub fn from_wire(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+
+    /// The id as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A shortened form for logs: ids are capabilities and are never logged in full.
+    pub fn redacted(&self) -> String {
+        format!("{}…", &self.0[..self.0.len().min(8)])
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// The status of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskStatus {
+    /// Running (or waiting to run).
+    Working,
+    /// Waiting for the client to answer input requests.
+    InputRequired,
+    /// Finished with a result (which may be a tool error).
+    Completed,
+    /// Finished with a protocol-level error.
+    Failed,
+    /// Cancelled by the client.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Working => "working",
+            Self::InputRequired => "input_required",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "working" => Self::Working,
+            "input_required" => Self::InputRequired,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the task has ended (`completed`, `failed`, `cancelled`).
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// Whether `self → next` is a legal transition. Terminal states are final; a task moves
+    /// between `working` and `input_required` freely and may end from either.
+    ///
+    /// ```
+    /// use taskwire_engine::TaskStatus::*;
+    /// assert!(Working.can_become(InputRequired));
+    /// assert!(InputRequired.can_become(Cancelled));
+    /// assert!(!Completed.can_become(Working));
+    /// assert!(!Cancelled.can_become(Completed));
+    /// ```
+    pub const fn can_become(self, next: TaskStatus) -> bool {
+        !self.is_terminal()
+            && !matches!((self, next), (Self::Working, Self::Working) | (Self::InputRequired, Self::InputRequired))
+    }
+}
+
+/// Who owns a task, and so who may see it.
+///
+/// With authentication, a task belongs to its principal: another principal gets "not found".
+/// Without, the id is the capability (anyone holding it may get, cancel or answer the task), and
+/// listings show only what the caller's session or connection (`scope`) created.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The authenticated principal, if any.
+    pub principal: Option<String>,
+    /// The session or connection that created the task (for unauthenticated listings).
+    pub scope: String,
+}
+
+impl Owner {
+    /// An unauthenticated owner scoped to a session or connection.
+    pub fn anonymous(scope: impl Into<String>) -> Self {
+        Self { principal: None, scope: scope.into() }
+    }
+
+    /// Whether `caller` may read or act on a task owned by `self`.
+    pub fn admits(&self, caller: &Owner) -> bool {
+        self.principal == caller.principal
+    }
+
+    /// Whether a task owned by `self` appears in `caller`'s listings.
+    pub fn lists_for(&self, caller: &Owner) -> bool {
+        match (&self.principal, &caller.principal) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.scope == caller.scope,
+            _ => false,
+        }
+    }
+}
+
+/// A task as stored. Results and errors are raw JSON text, stored and returned byte for byte.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRecord {
+    /// The id.
+    pub id: TaskId,
+    /// The owner.
+    pub owner: Owner,
+    /// The tool (or request) the task runs.
+    pub tool: String,
+    /// The status.
+    pub status: TaskStatus,
+    /// Human-readable status, the only progress channel of 2026-07-28 tasks.
+    pub status_message: Option<String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Last change, milliseconds since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// Retention from creation in milliseconds; `None` is unlimited.
+    pub ttl_ms: Option<u64>,
+    /// Suggested milliseconds between polls.
+    pub poll_interval_ms: u64,
+    /// The result object (JSON text) once `completed`.
+    pub result: Option<String>,
+    /// The JSON-RPC error object (JSON text) once `failed`.
+    pub error: Option<String>,
+    /// Outstanding input requests (a JSON object text `{key: {method, params}}`) while
+    /// `input_required`.
+    pub input_requests: Option<String>,
+    /// How many times the work was started.
+    pub attempt: u32,
+    /// Whether the client asked to cancel.
+    pub cancel_requested: bool,
+}
+
+impl TaskRecord {
+    /// When the task may be deleted, if ever.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.ttl_ms.map(|ttl| self.created_at_ms.saturating_add(ttl))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// RFC 3339 / ISO 8601 rendering of a millisecond timestamp (`2026-11-21T10:00:00.123Z`).
+pub fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
