@@ -67,27 +67,74 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-/// The `error` member of an error response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The `error` member of an error response. Like the envelope, it is lossless: an explicit
+/// `"data": null` and members JSON-RPC does not define survive a round trip.
+#[derive(Clone, Debug)]
 pub struct ErrorObject {
     /// The error code ([`crate::codes`]).
     pub code: i32,
     /// A short description.
     pub message: String,
-    /// Additional information, kept raw.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Additional information, kept raw (`Some("null")` when the peer sent `"data": null`).
     pub data: Option<Box<RawValue>>,
+    /// Members JSON-RPC does not define, in the order they arrived.
+    pub extra: Extra,
+}
+
+impl Serialize for ErrorObject {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("code", &self.code)?;
+        map.serialize_entry("message", &self.message)?;
+        if let Some(d) = &self.data {
+            map.serialize_entry("data", d)?;
+        }
+        for (k, v) in &self.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ErrorObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an error object with an integer code and a string message")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ErrorObject, A::Error> {
+                let (mut code, mut message, mut data, mut extra) = (None, None, None, Extra::new());
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "code" => code = Some(map.next_value::<i32>()?),
+                        "message" => message = Some(map.next_value::<String>()?),
+                        "data" => data = Some(map.next_value::<Box<RawValue>>()?),
+                        _ => extra.push((key.into_owned(), map.next_value()?)),
+                    }
+                }
+                Ok(ErrorObject {
+                    code: code.ok_or_else(|| de::Error::missing_field("code"))?,
+                    message: message.ok_or_else(|| de::Error::missing_field("message"))?,
+                    data,
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl ErrorObject {
     /// An error without data.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self { code, message: message.into(), data: None, extra: Extra::new() }
     }
 
     /// An error with structured data.
     pub fn with_data(code: i32, message: impl Into<String>, data: &serde_json::Value) -> Self {
-        Self { code, message: message.into(), data: serde_json::value::to_raw_value(data).ok() }
+        Self { code, message: message.into(), data: serde_json::value::to_raw_value(data).ok(), extra: Extra::new() }
     }
 
     /// `-32602 Invalid params`.

@@ -36,8 +36,13 @@ fn envelope() -> impl Strategy<Value = Value> {
             .prop_map(|(id, m, p)| json!({"jsonrpc":"2.0","id":id,"method":m,"params":p})),
         ("[a-z/]{1,12}", params()).prop_map(|(m, p)| json!({"jsonrpc":"2.0","method":m,"params":p})),
         (id.clone(), json_value()).prop_map(|(id, r)| json!({"jsonrpc":"2.0","id":id,"result":r})),
-        (id, any::<i32>(), ".{0,10}", json_value())
-            .prop_map(|(id, c, m, d)| json!({"jsonrpc":"2.0","id":id,"error":{"code":c,"message":m,"data":d}})),
+        (id, any::<i32>(), ".{0,10}", json_value(), unknown_members()).prop_map(|(id, c, m, d, extra)| {
+            let mut error = json!({"code":c,"message":m,"data":d});
+            for (k, v) in extra {
+                error[k] = v;
+            }
+            json!({"jsonrpc":"2.0","id":id,"error":error})
+        }),
     ]
 }
 

@@ -1,11 +1,13 @@
 //! What a handler can do while it runs: report progress, log, notice cancellation, ask the
 //! client for input.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use taskwire_engine::TaskHandle;
 use taskwire_protocol::{ErrorObject, Id, ProtocolVersion, jsonrpc};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{InputRequest, ToolError};
@@ -29,7 +31,15 @@ struct Inner {
     sink: Option<Sink>,
     cancel: CancellationToken,
     channel: Channel,
+    /// Set once the call runs as a task: progress becomes the status message, input requests
+    /// park the task in `input_required`.
+    task: OnceLock<TaskHandle>,
+    /// Present while the handler may still turn the call into a task ([`Context::promote_to_task`]).
+    promote: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
 }
+
+/// How a promotion request reaches the dispatcher: it answers once the task exists.
+pub(crate) type PromoteRequest = oneshot::Sender<()>;
 
 /// The handle a handler receives. Cheap to clone; every clone speaks for the same request.
 #[derive(Clone)]
@@ -44,7 +54,51 @@ impl Context {
         cancel: CancellationToken,
         channel: Channel,
     ) -> Self {
-        Self(Arc::new(Inner { session, request_id, progress_token, sink, cancel, channel }))
+        Self(Arc::new(Inner {
+            session,
+            request_id,
+            progress_token,
+            sink,
+            cancel,
+            channel,
+            task: OnceLock::new(),
+            promote: Mutex::new(None),
+        }))
+    }
+
+    pub(crate) fn allow_promotion(&self) -> oneshot::Receiver<PromoteRequest> {
+        let (tx, rx) = oneshot::channel();
+        *self.0.promote.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    pub(crate) fn bind_task(&self, handle: TaskHandle) {
+        let _ = self.0.task.set(handle);
+    }
+
+    fn per_request(&self) -> bool {
+        matches!(self.0.channel, Channel::PerRequest { .. })
+    }
+
+    /// The task this call runs as, if it became one.
+    pub fn task_id(&self) -> Option<&str> {
+        self.0.task.get().map(|t| t.id().as_str())
+    }
+
+    /// Turns the rest of this call into a task: the client gets a `CreateTaskResult` now and
+    /// the handler goes on in the background. Only tools declared with
+    /// [`crate::Tool::task_on_promotion`] can promote, and only when the client can receive a
+    /// task (a 2026-07-28 request that declared the tasks extension); otherwise this does nothing
+    /// and the call simply goes on inline. Typical use: finish multi-round-trip input first,
+    /// then promote before the long part.
+    pub async fn promote_to_task(&self) {
+        let request = self.0.promote.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(request) = request {
+            let (ack, done) = oneshot::channel();
+            if request.send(ack).is_ok() {
+                let _ = done.await;
+            }
+        }
     }
 
     /// The JSON-RPC id of the request being handled.
@@ -77,7 +131,21 @@ impl Context {
     }
 
     /// Sends `notifications/progress` if the client asked for progress (sent a `progressToken`).
+    ///
+    /// In a task, progress also becomes the task's status message; on 2026-07-28 tasks it is
+    /// the only progress channel (the extension has no progress notifications on tasks).
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        if let Some(task) = self.0.task.get() {
+            let text = match (message, total) {
+                (Some(m), _) => m.to_owned(),
+                (None, Some(t)) => format!("{progress}/{t}"),
+                (None, None) => format!("{progress}"),
+            };
+            task.set_status_message(text);
+            if self.per_request() {
+                return;
+            }
+        }
         let Some(token) = &self.0.progress_token else {
             return;
         };
@@ -96,6 +164,8 @@ impl Context {
     pub async fn log(&self, level: LogLevel, logger: Option<&str>, data: Value) {
         let wanted = match &self.0.channel {
             Channel::Handshake(_) => self.0.session.logs(level),
+            // The tasks extension carries no log messages for tasks.
+            Channel::PerRequest { .. } if self.0.task.get().is_some() => false,
             Channel::PerRequest { log_level, .. } => log_level.is_some_and(|min| level >= min),
         };
         if !wanted {
@@ -108,9 +178,17 @@ impl Context {
         self.notify("notifications/message", &params).await;
     }
 
-    /// Sends a notification on this request's stream.
+    /// Sends a notification on this request's stream (for a task: the session's standalone
+    /// stream, tagged with the task's related-task `_meta`).
     pub async fn notify(&self, method: &str, params: &Value) {
         let Some(sink) = self.sink() else { return };
+        let mut params = params.clone();
+        if let Some(task) = self.0.task.get()
+            && let Some(p) = params.as_object_mut()
+        {
+            let meta = p.entry("_meta").or_insert_with(|| json!({}));
+            meta[taskwire_protocol::meta::RELATED_TASK] = json!({"taskId": task.id().as_str()});
+        }
         let mut out = Vec::with_capacity(128);
         jsonrpc::write_notification(&mut out, method, &params.to_string());
         // A closed stream means the client is gone; the handler learns it through cancellation.
@@ -118,6 +196,10 @@ impl Context {
     }
 
     fn sink(&self) -> Option<Sink> {
+        // A task outlives the request that created it: its messages use the session's stream.
+        if self.0.task.get().is_some() {
+            return self.0.session.standalone();
+        }
         self.0.sink.clone().or_else(|| self.0.session.standalone())
     }
 
@@ -145,18 +227,18 @@ impl Context {
 
     /// Asks for several inputs at once; the answers come back in the order asked.
     pub async fn request_inputs(&self, requests: Vec<InputRequest>) -> Result<Vec<Value>, ToolError> {
+        if let Some(task) = self.0.task.get() {
+            self.check_input_capabilities(&requests)?;
+            let asked: serde_json::Map<String, Value> =
+                requests.iter().map(|r| (r.key.clone(), json!({"method": r.method, "params": r.params}))).collect();
+            let mut answers = task.request_inputs(asked).await.ok_or(ToolError::Cancelled)?;
+            return Ok(requests.iter().map(|r| answers.remove(&r.key).unwrap_or(Value::Null)).collect());
+        }
         match &self.0.channel {
-            Channel::PerRequest { answers, client_capabilities, .. } => {
+            Channel::PerRequest { answers, .. } => {
                 let missing: Vec<InputRequest> =
                     requests.iter().filter(|r| !answers.contains_key(&r.key)).cloned().collect();
-                // A per-request client only gets input requests it declared it can answer.
-                for r in &missing {
-                    if let Some(cap) = capability_for(&r.method)
-                        && client_capabilities.get(cap).is_none()
-                    {
-                        return Err(ToolError::Protocol(ErrorObject::missing_client_capability(json!({ cap: {} }))));
-                    }
-                }
+                self.check_input_capabilities(&missing)?;
                 if !missing.is_empty() {
                     return Err(ToolError::InputRequired(missing));
                 }
@@ -170,6 +252,19 @@ impl Context {
                 Ok(out)
             }
         }
+    }
+
+    /// A per-request client only gets input requests it declared it can answer.
+    fn check_input_capabilities(&self, requests: &[InputRequest]) -> Result<(), ToolError> {
+        let Channel::PerRequest { client_capabilities, .. } = &self.0.channel else { return Ok(()) };
+        for r in requests {
+            if let Some(cap) = capability_for(&r.method)
+                && client_capabilities.get(cap).is_none()
+            {
+                return Err(ToolError::Protocol(ErrorObject::missing_client_capability(json!({ cap: {} }))));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the client declared a capability (e.g. `"elicitation"`, `"sampling"`).

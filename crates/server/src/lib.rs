@@ -34,9 +34,10 @@ pub mod mrtr;
 pub mod registry;
 mod server;
 pub mod session;
+mod tasks;
 
 pub use context::Context;
 pub use error::{InputRequest, ToolError};
-pub use registry::{Prompt, Resource, ResourceTemplate, Tool};
+pub use registry::{Prompt, Resource, ResourceTemplate, TaskSupport, Tool};
 pub use server::{PerRequestMeta, Prepared, Rejected, Reply, RequestEnv, RequestEra, Server, ServerBuilder};
 pub use session::{Outgoing, Session, Sink};

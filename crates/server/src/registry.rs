@@ -30,6 +30,31 @@ pub(crate) enum ToolHandler {
     Blocking(BlockingToolFn),
 }
 
+/// Whether a tool runs as a task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskSupport {
+    /// Always inline (the default).
+    #[default]
+    Forbidden,
+    /// As a task when the client can take one (2025-11-25: it sent `params.task`; 2026-07-28: the
+    /// request declared the tasks extension), else inline.
+    Optional,
+    /// Only as a task: a client that cannot take one gets an error (2025-11-25: -32601;
+    /// 2026-07-28: -32021 naming the tasks extension).
+    Required,
+}
+
+impl TaskSupport {
+    /// The 2025-11-25 `execution.taskSupport` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
 /// A tool: its listing and its handler.
 ///
 /// ```
@@ -47,6 +72,8 @@ pub struct Tool {
     pub(crate) definition: Object,
     pub(crate) handler: ToolHandler,
     pub(crate) param_headers: Vec<(String, String)>,
+    pub(crate) task_support: TaskSupport,
+    pub(crate) task_on_promotion: bool,
 }
 
 impl Tool {
@@ -64,7 +91,32 @@ impl Tool {
                 Box::pin(async { Err(ToolError::Protocol(ErrorObject::internal("tool has no handler"))) })
             })),
             param_headers: Vec::new(),
+            task_support: TaskSupport::Forbidden,
+            task_on_promotion: false,
         }
+    }
+
+    /// Declares whether the tool runs as a task (needs a server built with
+    /// [`crate::ServerBuilder::tasks`]).
+    pub fn task(mut self, support: TaskSupport) -> Self {
+        self.task_support = support;
+        self
+    }
+
+    /// On 2026-07-28, starts the call inline and makes it a task only when the handler calls
+    /// [`Context::promote_to_task`] (typically after gathering input with multi-round trips).
+    /// Implies at least [`TaskSupport::Optional`].
+    pub fn task_on_promotion(mut self) -> Self {
+        self.task_on_promotion = true;
+        if self.task_support == TaskSupport::Forbidden {
+            self.task_support = TaskSupport::Optional;
+        }
+        self
+    }
+
+    /// How the tool runs as a task.
+    pub fn task_support(&self) -> TaskSupport {
+        self.task_support
     }
 
     /// The tool's name.

@@ -21,8 +21,10 @@ use crate::context::{Channel, Context};
 use crate::error::ToolError;
 use crate::model::{LogLevel, Object};
 use crate::mrtr::StateSealer;
-use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, Tool, ToolHandler};
+use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, TaskSupport, Tool, ToolHandler};
 use crate::session::{Session, Sink};
+use crate::tasks::{self, TaskMode};
+use taskwire_engine::Engine;
 
 /// Builds a [`Server`].
 ///
@@ -43,9 +45,17 @@ pub struct ServerBuilder {
     prompts: Vec<Prompt>,
     completion: Option<CompletionFn>,
     blocking_threads: usize,
+    engine: Option<Engine>,
 }
 
 impl ServerBuilder {
+    /// Runs task-capable tools as durable tasks in `engine`, and serves both task wires
+    /// (2025-11-25 core tasks, the 2026-07-28 tasks extension).
+    pub fn tasks(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
     /// Sets the instructions returned by `initialize` and `server/discover`.
     pub fn instructions(mut self, text: impl Into<String>) -> Self {
         self.instructions = Some(text.into());
@@ -92,14 +102,32 @@ impl ServerBuilder {
     /// Finishes the server.
     pub fn build(self) -> Server {
         let tool_index = self.tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-        let tools_list =
-            json!({"tools": self.tools.iter().map(|t| Value::Object(t.definition.clone())).collect::<Vec<_>>()});
+        let list = |with_execution: bool| -> Object {
+            let tools = self
+                .tools
+                .iter()
+                .map(|t| {
+                    let mut d = t.definition.clone();
+                    // 2025-11-25 lists task support per tool; the 2026-07-28 Tool has no such field.
+                    if with_execution && t.task_support != TaskSupport::Forbidden {
+                        d.insert("execution".into(), json!({"taskSupport": t.task_support.as_str()}));
+                    }
+                    Value::Object(d)
+                })
+                .collect::<Vec<_>>();
+            let mut o = Object::new();
+            o.insert("tools".into(), Value::Array(tools));
+            o
+        };
+        let tasks = self.engine.is_some();
         Server {
             inner: Arc::new(Inner {
                 info: Value::Object(self.info),
                 instructions: self.instructions,
                 tool_index,
-                tools_list: tools_list.as_object().cloned().unwrap_or_default(),
+                tools_list_handshake: list(tasks),
+                tools_list: list(false),
+                engine: self.engine,
                 tools: self.tools,
                 resources: self.resources,
                 templates: self.templates,
@@ -118,7 +146,9 @@ struct Inner {
     instructions: Option<String>,
     tools: Vec<Tool>,
     tool_index: HashMap<String, usize>,
+    tools_list_handshake: Object,
     tools_list: Object,
+    engine: Option<Engine>,
     resources: Vec<Resource>,
     templates: Vec<ResourceTemplate>,
     prompts: Vec<Prompt>,
@@ -238,6 +268,8 @@ pub struct RequestEnv {
     pub sink: Option<Sink>,
     /// Fires when the request is cancelled.
     pub cancel: CancellationToken,
+    /// The authenticated principal, if the transport authenticated the caller.
+    pub principal: Option<String>,
 }
 
 fn get_str<'a>(o: &'a Object, key: &str) -> Option<&'a str> {
@@ -279,6 +311,7 @@ impl Server {
             prompts: Vec::new(),
             completion: None,
             blocking_threads: 64,
+            engine: None,
         }
     }
 
@@ -452,6 +485,16 @@ impl Server {
         if self.inner.completion.is_some() {
             caps.insert("completions".into(), json!({}));
         }
+        if self.inner.engine.is_some() {
+            match era {
+                Era::Handshake => {
+                    caps.insert("tasks".into(), json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}));
+                }
+                Era::PerRequest => {
+                    caps.insert("extensions".into(), json!({ meta::TASKS_EXTENSION: {} }));
+                }
+            }
+        }
         Value::Object(caps)
     }
 
@@ -502,6 +545,9 @@ impl Server {
                 }
                 json!({})
             }
+            "tasks/get" | "tasks/result" | "tasks/list" | "tasks/cancel" if self.inner.engine.is_some() => {
+                return self.legacy_tasks_method(id, method, params, env, version).await;
+            }
             _ => {
                 let channel = Channel::Handshake(version);
                 return self.run_common(id, method, params, env, channel, Era::Handshake).await;
@@ -535,6 +581,13 @@ impl Server {
                 result["instructions"] = json!(text);
             }
             return Ok(self.finish_per_request(result, true));
+        }
+        if matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel") && self.inner.engine.is_some() {
+            if !tasks::declares_tasks(&meta.client_capabilities) {
+                return Err(tasks::tasks_capability_required().into());
+            }
+            let result = self.modern_tasks_method(method, &params, env).await?;
+            return Ok(self.finish_per_request(result, false));
         }
         let answers = self.gather_answers(method, &mut params)?;
         let channel =
@@ -629,7 +682,11 @@ impl Server {
         match method {
             "tools/list" => {
                 check_cursor(&params)?;
-                Ok(finish(Value::Object(self.inner.tools_list.clone()), true))
+                let list = match era {
+                    Era::Handshake => &self.inner.tools_list_handshake,
+                    Era::PerRequest => &self.inner.tools_list,
+                };
+                Ok(finish(Value::Object(list.clone()), true))
             }
             "tools/call" => {
                 let result = self.call_tool(id, params, env, channel).await?;
@@ -715,22 +772,285 @@ impl Server {
                 return Err(ErrorObject::invalid_params("tools/call arguments must be an object").into());
             }
         };
-        let ctx = self.context(id, &params, env, channel);
-        let work = async {
-            match &tool.handler {
+        let mode = match &self.inner.engine {
+            Some(_) => tasks::task_mode(tool, &params, &channel)?,
+            None => TaskMode::Inline,
+        };
+        let per_request = matches!(channel, Channel::PerRequest { .. });
+        match mode {
+            TaskMode::Inline => {
+                let ctx = self.context(id, &params, env, channel);
+                let output = tokio::select! {
+                    out = self.run_handler(tool, ctx, args) => match out {
+                        Err(ToolError::Execution(message)) => crate::model::ToolOutput::error(message),
+                        other => other?,
+                    },
+                    _ = env.cancel.cancelled() => return Err(ToolError::Cancelled),
+                };
+                Ok(output.into_value())
+            }
+            TaskMode::Immediate { ttl_ms } => {
+                let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::internal("no task engine"))?;
+                let owner = tasks::owner(&env.principal, env.session.id());
+                // Durable create: the id leaves only after the record is stored.
+                let handle = engine.create(&owner, name, ttl_ms).await.map_err(tasks::engine_error)?;
+                let task_env = RequestEnv {
+                    session: env.session.clone(),
+                    sink: None,
+                    cancel: handle.cancellation_token().clone(),
+                    principal: env.principal.clone(),
+                };
+                let ctx = self.context(id, &params, &task_env, channel);
+                ctx.bind_task(handle.clone());
+                let work = self.run_handler(tool, ctx, args);
+                let created = handle.created().clone();
+                tokio::spawn(async move {
+                    let outcome = work.await;
+                    tasks::finish(&handle, outcome, per_request).await;
+                });
+                Ok(tasks::create_task_result(&created, per_request))
+            }
+            TaskMode::OnPromotion => self.call_until_promoted(id, tool, params, args, env, channel).await,
+        }
+    }
+
+    /// Runs a handler inline until it finishes (its result is the answer) or promotes itself
+    /// (the answer is a `CreateTaskResult` and the handler goes on as the task).
+    async fn call_until_promoted(
+        &self,
+        id: &Id,
+        tool: &Tool,
+        params: Object,
+        args: Object,
+        env: &RequestEnv,
+        channel: Channel,
+    ) -> Result<Value, ToolError> {
+        let engine = self.inner.engine.clone().ok_or_else(|| ErrorObject::internal("no task engine"))?;
+        // The work outlives this request once promoted, so it gets its own token: the request's
+        // cancellation reaches it only before promotion, the task's only after.
+        let work_cancel = CancellationToken::new();
+        let work_env = RequestEnv {
+            session: env.session.clone(),
+            sink: env.sink.clone(),
+            cancel: work_cancel.clone(),
+            principal: env.principal.clone(),
+        };
+        let per_request = matches!(channel, Channel::PerRequest { .. });
+        let ctx = self.context(id, &params, &work_env, channel);
+        let mut promotion = ctx.allow_promotion();
+        let mut work = tokio::spawn(self.run_handler(tool, ctx.clone(), args));
+        tokio::select! {
+            outcome = &mut work => {
+                let output = match outcome.map_err(|_| ErrorObject::internal(format!("tool {} panicked", tool.name)))? {
+                    Err(ToolError::Execution(message)) => crate::model::ToolOutput::error(message),
+                    other => other?,
+                };
+                Ok(output.into_value())
+            }
+            request = &mut promotion => {
+                let ack = request.map_err(|_| ErrorObject::internal("promotion channel closed"))?;
+                let owner = tasks::owner(&env.principal, env.session.id());
+                let handle = match engine.create(&owner, &tool.name, None).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        work_cancel.cancel();
+                        return Err(tasks::engine_error(e));
+                    }
+                };
+                ctx.bind_task(handle.clone());
+                let task_token = handle.cancellation_token().clone();
+                let created = handle.created().clone();
+                tokio::spawn(async move {
+                    let _ = ack.send(());
+                    let outcome = tokio::select! {
+                        joined = work => joined.unwrap_or_else(|_| Err(ErrorObject::internal("the tool panicked").into())),
+                        _ = task_token.cancelled() => { work_cancel.cancel(); Err(ToolError::Cancelled) }
+                    };
+                    tasks::finish(&handle, outcome, per_request).await;
+                });
+                Ok(tasks::create_task_result(&created, per_request))
+            }
+            _ = env.cancel.cancelled() => {
+                work_cancel.cancel();
+                work.abort();
+                Err(ToolError::Cancelled)
+            }
+        }
+    }
+
+    /// `tasks/get|result|list|cancel` on the 2025-11-25 wire.
+    async fn legacy_tasks_method(
+        &self,
+        id: &Id,
+        method: &str,
+        params: Object,
+        env: &RequestEnv,
+        version: ProtocolVersion,
+    ) -> Result<String, ToolError> {
+        let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
+        let owner = tasks::owner(&env.principal, env.session.id());
+        let result = match method {
+            "tasks/list" => {
+                let cursor = match params.get("cursor") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(c)) if taskwire_engine::store::decode_cursor(c).is_some() => Some(c.as_str()),
+                    Some(_) => {
+                        return Err(ErrorObject::invalid_params(
+                            "invalid cursor: pass the nextCursor of the previous page",
+                        )
+                        .into());
+                    }
+                };
+                let page = engine.list(&owner, cursor, 100).await.map_err(tasks::engine_error)?;
+                let mut result = json!({"tasks": page.tasks.iter().map(tasks::legacy_task).collect::<Vec<_>>()});
+                if let Some(c) = page.next_cursor {
+                    result["nextCursor"] = json!(c);
+                }
+                result
+            }
+            "tasks/get" => {
+                let task_id = tasks::task_id_param(&params)?;
+                tasks::legacy_task(&engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?)
+            }
+            "tasks/cancel" => {
+                let task_id = tasks::task_id_param(&params)?;
+                tasks::legacy_task(&engine.cancel(&owner, &task_id).await.map_err(tasks::engine_error)?)
+            }
+            _ => {
+                let task_id = tasks::task_id_param(&params)?;
+                return self.legacy_task_result(id, &params, env, version, &owner, &task_id).await;
+            }
+        };
+        Ok(result.to_string())
+    }
+
+    /// `tasks/result`: waits for the end, relaying the task's input requests to the client as
+    /// server→client requests on this request's stream meanwhile.
+    async fn legacy_task_result(
+        &self,
+        id: &Id,
+        params: &Object,
+        env: &RequestEnv,
+        version: ProtocolVersion,
+        owner: &taskwire_engine::Owner,
+        task_id: &taskwire_engine::TaskId,
+    ) -> Result<String, ToolError> {
+        let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found("tasks/result"))?;
+        let ctx = self.context(id, params, env, Channel::Handshake(version));
+        let related = json!({ meta::RELATED_TASK: {"taskId": task_id.as_str()} });
+        let mut relayed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        loop {
+            let mut changes = engine.watch(task_id);
+            let record = engine.get(owner, task_id).await.map_err(tasks::engine_error)?;
+            match record.status {
+                taskwire_engine::TaskStatus::Completed | taskwire_engine::TaskStatus::Failed => {
+                    if let Some(result) = &record.result {
+                        let mut value: Value = serde_json::from_str(result).unwrap_or_else(|_| json!({}));
+                        if let Value::Object(o) = &mut value {
+                            let m = o.entry("_meta").or_insert_with(|| json!({}));
+                            m[meta::RELATED_TASK] = related[meta::RELATED_TASK].clone();
+                        }
+                        return Ok(value.to_string());
+                    }
+                    let error: ErrorObject = record
+                        .error
+                        .as_deref()
+                        .and_then(|e| serde_json::from_str(e).ok())
+                        .unwrap_or_else(|| ErrorObject::internal("the task failed"));
+                    return Err(error.into());
+                }
+                taskwire_engine::TaskStatus::Cancelled => {
+                    return Err(ErrorObject::internal("the task was cancelled before it produced a result").into());
+                }
+                taskwire_engine::TaskStatus::InputRequired => {
+                    let requests: Object =
+                        record.input_requests.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+                    for (key, request) in requests {
+                        if !relayed.insert(key.clone()) {
+                            continue;
+                        }
+                        let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        let mut request_params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+                        if let Value::Object(p) = &mut request_params {
+                            let m = p.entry("_meta").or_insert_with(|| json!({}));
+                            m[meta::RELATED_TASK] = related[meta::RELATED_TASK].clone();
+                        }
+                        let answer = ctx.request_input(&key, &method, request_params).await?;
+                        let mut responses = Object::new();
+                        responses.insert(key, answer);
+                        engine.answer(owner, task_id, responses).await.map_err(tasks::engine_error)?;
+                    }
+                }
+                taskwire_engine::TaskStatus::Working => {}
+            }
+            // Wake on the next change; poll now and then for tasks run by another process.
+            let wait = async {
+                match changes.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.changed().await;
+                    }
+                    None => tokio::time::sleep(std::time::Duration::from_millis(record.poll_interval_ms)).await,
+                }
+            };
+            tokio::select! {
+                _ = wait => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = env.cancel.cancelled() => return Err(ToolError::Cancelled),
+            }
+        }
+    }
+
+    /// `tasks/get|update|cancel` of the 2026-07-28 tasks extension.
+    async fn modern_tasks_method(&self, method: &str, params: &Object, env: &RequestEnv) -> Result<Value, ToolError> {
+        let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
+        let owner = tasks::owner(&env.principal, env.session.id());
+        let task_id = tasks::task_id_param(params)?;
+        match method {
+            "tasks/get" => {
+                let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
+                Ok(tasks::detailed_task(&record))
+            }
+            "tasks/update" => {
+                let responses = match params.get("inputResponses") {
+                    Some(Value::Object(r)) => r.clone(),
+                    _ => {
+                        return Err(ErrorObject::invalid_params(
+                            "tasks/update needs params.inputResponses (an object)",
+                        )
+                        .into());
+                    }
+                };
+                engine.answer(&owner, &task_id, responses).await.map_err(tasks::engine_error)?;
+                Ok(json!({}))
+            }
+            _ => match engine.cancel(&owner, &task_id).await {
+                // Cancelling an ended task is acknowledged like any other (idempotent).
+                Ok(_) | Err(taskwire_engine::EngineError::AlreadyTerminal(_)) => Ok(json!({})),
+                Err(e) => Err(tasks::engine_error(e)),
+            },
+        }
+    }
+
+    /// The handler's future, `'static`, with panics turned into `-32603` and blocking handlers
+    /// moved to the bounded pool.
+    fn run_handler(
+        &self,
+        tool: &Tool,
+        ctx: Context,
+        args: Object,
+    ) -> impl std::future::Future<Output = Result<crate::model::ToolOutput, ToolError>> + Send + 'static {
+        let handler = tool.handler.clone();
+        let blocking = self.inner.blocking.clone();
+        let name = tool.name.clone();
+        async move {
+            match handler {
                 ToolHandler::Async(f) => AssertUnwindSafe(f(ctx, args))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| Err(ErrorObject::internal(format!("tool {name} panicked")).into())),
                 ToolHandler::Blocking(f) => {
-                    let permit = self
-                        .inner
-                        .blocking
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| ErrorObject::internal("server is shutting down"))?;
-                    let f = f.clone();
+                    let permit =
+                        blocking.acquire_owned().await.map_err(|_| ErrorObject::internal("server is shutting down"))?;
                     let handle = tokio::task::spawn_blocking(move || {
                         let _permit = permit;
                         f(ctx, args)
@@ -738,15 +1058,7 @@ impl Server {
                     handle.await.unwrap_or_else(|_| Err(ErrorObject::internal(format!("tool {name} panicked")).into()))
                 }
             }
-        };
-        let output = tokio::select! {
-            out = work => match out {
-                Err(ToolError::Execution(message)) => crate::model::ToolOutput::error(message),
-                other => other?,
-            },
-            _ = env.cancel.cancelled() => return Err(ToolError::Cancelled),
-        };
-        Ok(output.into_value())
+        }
     }
 
     async fn read_resource(&self, ctx: Context, uri: &str, era: Era) -> Result<Value, ToolError> {

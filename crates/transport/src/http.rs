@@ -514,7 +514,12 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
         }
     };
     if prepared.era() == Era::PerRequest {
-        let env = RequestEnv { session: Arc::new(Session::new(None)), sink: None, cancel: CancellationToken::new() };
+        let env = RequestEnv {
+            session: Arc::new(Session::new(Some(crate::stdio::fresh_scope()))),
+            sink: None,
+            cancel: CancellationToken::new(),
+            principal: None,
+        };
         return respond(&shared, prepared, env, None).await;
     }
     let header_version = match check_protocol_header(headers) {
@@ -528,12 +533,12 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
     }
     match shared.config.sessions {
         SessionMode::Stateless => {
-            let session = Arc::new(Session::new(None));
+            let session = Arc::new(Session::new(Some(crate::stdio::fresh_scope())));
             if !is_initialize {
                 let version = header_version.unwrap_or(ProtocolVersion::HTTP_DEFAULT);
                 session.set_negotiated(version, serde_json::json!({}));
             }
-            let env = RequestEnv { session, sink: None, cancel: CancellationToken::new() };
+            let env = RequestEnv { session, sink: None, cancel: CancellationToken::new(), principal: None };
             respond(&shared, prepared, env, None).await
         }
         SessionMode::Stateful if is_initialize => {
@@ -544,7 +549,12 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                     &ErrorObject::internal("Service Unavailable: too many open sessions; retry later"),
                 );
             };
-            let env = RequestEnv { session: session.mcp.clone(), sink: None, cancel: CancellationToken::new() };
+            let env = RequestEnv {
+                session: session.mcp.clone(),
+                sink: None,
+                cancel: CancellationToken::new(),
+                principal: None,
+            };
             let mut resp = respond(&shared, prepared, env, Some(session.clone())).await;
             let ok = resp.status().is_success();
             match HeaderValue::from_str(&id) {
@@ -570,7 +580,12 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                     ),
                 );
             };
-            let env = RequestEnv { session: session.mcp.clone(), sink: None, cancel: CancellationToken::new() };
+            let env = RequestEnv {
+                session: session.mcp.clone(),
+                sink: None,
+                cancel: CancellationToken::new(),
+                principal: None,
+            };
             respond(&shared, prepared, env, Some(session.clone())).await
         }
     }

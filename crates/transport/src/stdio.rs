@@ -59,7 +59,8 @@ where
 {
     let (tx, rx) = mpsc::channel::<Outgoing>(1024);
     let writer_task = tokio::spawn(write_lines(writer, rx));
-    let session = Arc::new(Session::new(None));
+    // The connection's id scopes unauthenticated task listings to this process's client.
+    let session = Arc::new(Session::new(Some(format!("stdio-{}", uuid::Uuid::new_v4().simple()))));
     session.set_standalone(Some(tx.clone()));
     let pinned: Arc<Mutex<Option<Era>>> = Arc::new(Mutex::new(None));
     let tracker = TaskTracker::new();
@@ -122,7 +123,12 @@ where
                                     Arc::new(per_request_session(&tx))
                                 }
                             };
-                            let env = RequestEnv { session: session_for_request, sink: Some(tx.clone()), cancel };
+                            let env = RequestEnv {
+                                session: session_for_request,
+                                sink: Some(tx.clone()),
+                                cancel,
+                                principal: None,
+                            };
                             let reply = server.run(prepared, env).await;
                             if era == Era::PerRequest {
                                 session.end(&id);
@@ -150,7 +156,7 @@ where
 
 /// A fresh session for one 2026-07-28 request: nothing carries over between requests.
 fn per_request_session(tx: &mpsc::Sender<Outgoing>) -> Session {
-    let s = Session::new(None);
+    let s = Session::new(Some(fresh_scope()));
     s.set_standalone(Some(tx.clone()));
     s
 }
@@ -250,4 +256,9 @@ fn push_line(buf: &mut Vec<u8>, out: Outgoing) {
         buf.extend_from_slice(&bytes);
         buf.push(b'\n');
     }
+}
+
+/// A unique scope for a request that belongs to no session.
+pub(crate) fn fresh_scope() -> String {
+    format!("request-{}", uuid::Uuid::new_v4().simple())
 }

@@ -1,0 +1,192 @@
+//! Both task wires over the one engine (design invariant 7): the 2025-11-25 core tasks
+//! (`params.task`, nested `CreateTaskResult`, `tasks/get|result|list|cancel`) and the 2026-07-28
+//! extension `io.modelcontextprotocol/tasks` (server-directed creation, flat `CreateTaskResult`,
+//! `tasks/get|update|cancel`). A client sees the shapes of the era it speaks.
+
+use serde_json::{Value, json};
+use taskwire_engine::{EngineError, Owner, TaskHandle, TaskId, TaskRecord, TaskStatus, rfc3339};
+use taskwire_protocol::{ErrorObject, codes, meta};
+
+use crate::context::Channel;
+use crate::error::ToolError;
+use crate::model::{Object, ToolOutput};
+use crate::registry::{TaskSupport, Tool};
+
+/// How one `tools/call` runs.
+pub(crate) enum TaskMode {
+    /// Inline: the answer is the tool's result.
+    Inline,
+    /// As a task created before the handler starts.
+    Immediate { ttl_ms: Option<u64> },
+    /// Inline until the handler promotes itself ([`crate::Context::promote_to_task`]).
+    OnPromotion,
+}
+
+/// Whether a per-request client declared the tasks extension in this very request.
+pub(crate) fn declares_tasks(client_capabilities: &Value) -> bool {
+    client_capabilities.get("extensions").and_then(|e| e.get(meta::TASKS_EXTENSION)).is_some()
+}
+
+pub(crate) fn tasks_capability_required() -> ErrorObject {
+    ErrorObject::missing_client_capability(json!({"extensions": {meta::TASKS_EXTENSION: {}}}))
+}
+
+/// Decides how a call runs, from the tool's declaration and what the client can take.
+pub(crate) fn task_mode(tool: &Tool, params: &Object, channel: &Channel) -> Result<TaskMode, ToolError> {
+    match channel {
+        Channel::Handshake(version) => {
+            // Core tasks exist from 2025-11-25 on; earlier clients cannot augment a call.
+            let asked = params
+                .get("task")
+                .filter(|t| t.is_object() && *version >= taskwire_protocol::ProtocolVersion::V2025_11_25);
+            match (tool.task_support, asked) {
+                (TaskSupport::Forbidden, Some(_)) => Err(ErrorObject::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!("tool {} does not run as a task; call it without params.task", tool.name),
+                )
+                .into()),
+                (TaskSupport::Required, None) => Err(ErrorObject::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!("tool {} runs only as a task; call it with params.task (e.g. \"task\": {{}})", tool.name),
+                )
+                .into()),
+                (_, None) => Ok(TaskMode::Inline),
+                (_, Some(t)) => Ok(TaskMode::Immediate { ttl_ms: t.get("ttl").and_then(Value::as_u64) }),
+            }
+        }
+        Channel::PerRequest { client_capabilities, .. } => {
+            // A legacy params.task is ignored here: creation is the server's decision.
+            match (tool.task_support, declares_tasks(client_capabilities)) {
+                (TaskSupport::Forbidden, _) | (TaskSupport::Optional, false) => Ok(TaskMode::Inline),
+                (TaskSupport::Required, false) => Err(tasks_capability_required().into()),
+                (_, true) if tool.task_on_promotion => Ok(TaskMode::OnPromotion),
+                (_, true) => Ok(TaskMode::Immediate { ttl_ms: None }),
+            }
+        }
+    }
+}
+
+/// The 2025-11-25 `Task` object.
+pub(crate) fn legacy_task(r: &TaskRecord) -> Value {
+    let mut t = json!({
+        "taskId": r.id.as_str(),
+        "status": r.status.as_str(),
+        "createdAt": rfc3339(r.created_at_ms),
+        "lastUpdatedAt": rfc3339(r.updated_at_ms),
+        "ttl": r.ttl_ms,
+        "pollInterval": r.poll_interval_ms,
+    });
+    if let Some(m) = &r.status_message {
+        t["statusMessage"] = json!(m);
+    }
+    t
+}
+
+/// The 2026-07-28 extension's `Task` object.
+pub(crate) fn modern_task(r: &TaskRecord) -> Value {
+    let mut t = json!({
+        "taskId": r.id.as_str(),
+        "status": r.status.as_str(),
+        "createdAt": rfc3339(r.created_at_ms),
+        "lastUpdatedAt": rfc3339(r.updated_at_ms),
+        "ttlMs": r.ttl_ms,
+        "pollIntervalMs": r.poll_interval_ms,
+    });
+    if let Some(m) = &r.status_message {
+        t["statusMessage"] = json!(m);
+    }
+    t
+}
+
+fn parse_raw(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// The extension's `DetailedTask`: the base object plus what the status carries.
+pub(crate) fn detailed_task(r: &TaskRecord) -> Value {
+    let mut t = modern_task(r);
+    match r.status {
+        TaskStatus::InputRequired => {
+            t["inputRequests"] = r.input_requests.as_deref().map(parse_raw).unwrap_or_else(|| json!({}));
+        }
+        TaskStatus::Completed => t["result"] = r.result.as_deref().map(parse_raw).unwrap_or_else(|| json!({})),
+        TaskStatus::Failed => {
+            t["error"] = match (&r.error, &r.result) {
+                (Some(e), _) => parse_raw(e),
+                // Failed with a tool-error result (a task created on the 2025-11-25 wire).
+                (None, Some(result)) => {
+                    json!({"code": codes::INTERNAL_ERROR, "message": "the tool reported an error", "data": parse_raw(result)})
+                }
+                (None, None) => json!({"code": codes::INTERNAL_ERROR, "message": "the task failed"}),
+            };
+        }
+        TaskStatus::Working | TaskStatus::Cancelled => {}
+    }
+    t
+}
+
+/// The answer to the call that created a task.
+pub(crate) fn create_task_result(r: &TaskRecord, per_request: bool) -> Value {
+    if per_request {
+        let mut t = modern_task(r);
+        t["resultType"] = json!("task");
+        t
+    } else {
+        json!({"task": legacy_task(r)})
+    }
+}
+
+/// Records the outcome of a task's work. On 2025-11-25 a tool error ends the task `failed`
+/// (keeping the result for `tasks/result`); on 2026-07-28 it ends `completed` with
+/// `result.isError`, and `failed` is reserved for protocol errors.
+pub(crate) async fn finish(handle: &TaskHandle, outcome: Result<ToolOutput, ToolError>, per_request: bool) {
+    let outcome = match outcome {
+        Err(ToolError::Execution(message)) => Ok(ToolOutput::error(message)),
+        other => other,
+    };
+    match outcome {
+        Ok(output) if output.is_error() && !per_request => {
+            handle.fail_with_result(output.into_value().to_string()).await
+        }
+        Ok(output) => handle.complete(output.into_value().to_string()).await,
+        Err(ToolError::Protocol(e)) => handle.fail(serde_json::to_string(&e).unwrap_or_default()).await,
+        Err(ToolError::Cancelled) => {
+            // Cancelled through tasks/cancel, it is `cancelled` already and this is ignored; a
+            // handler that gave up on its own must still not leave the task working forever.
+            handle
+                .fail(
+                    json!({"code": codes::INTERNAL_ERROR, "message": "the work stopped without a result"}).to_string(),
+                )
+                .await
+        }
+        Err(e @ (ToolError::InputRequired(_) | ToolError::Execution(_))) => {
+            handle.fail(json!({"code": codes::INTERNAL_ERROR, "message": e.to_string()}).to_string()).await
+        }
+    }
+}
+
+pub(crate) fn task_id_param(params: &Object) -> Result<TaskId, ToolError> {
+    params
+        .get("taskId")
+        .and_then(Value::as_str)
+        .map(TaskId::from_wire)
+        .ok_or_else(|| ErrorObject::invalid_params("params.taskId (a string) is required").into())
+}
+
+pub(crate) fn engine_error(e: EngineError) -> ToolError {
+    match e {
+        EngineError::NotFound => {
+            ErrorObject::invalid_params("Failed to retrieve task: Task not found (unknown, expired, or not yours)")
+                .into()
+        }
+        EngineError::AlreadyTerminal(s) => {
+            ErrorObject::invalid_params(format!("Cannot cancel task: it has already ended ({})", s.as_str())).into()
+        }
+        EngineError::Store(e) => ErrorObject::internal(format!("task storage failed: {e}")).into(),
+    }
+}
+
+/// The owner of tasks created or read by a request.
+pub(crate) fn owner(principal: &Option<String>, scope: Option<&str>) -> Owner {
+    Owner { principal: principal.clone(), scope: scope.unwrap_or_default().to_owned() }
+}
