@@ -38,6 +38,20 @@ pub async fn run_all(store: &dyn TaskStore) {
     illegal_transitions_are_refused(store).await;
     listings_are_scoped_and_paginated(store).await;
     expired_records_are_found_and_deleted(store).await;
+    unfinished_records_are_found(store).await;
+}
+
+/// Records that have not ended are reported for recovery; ended ones are not.
+pub async fn unfinished_records_are_found(store: &dyn TaskStore) {
+    let owner = Owner::anonymous(format!("unfinished-{}", TaskId::random().as_str()));
+    let running = record(&owner, 7_000);
+    let done = record(&owner, 7_000);
+    store.create(running.clone()).await.expect("create");
+    store.create(done.clone()).await.expect("create");
+    store.update(&done.id, Update::status(TaskStatus::Completed), 7_001).await.expect("end").expect("exists");
+    let unfinished = store.unfinished(100_000).await.expect("unfinished");
+    assert!(unfinished.iter().any(|r| r.id == running.id));
+    assert!(!unfinished.iter().any(|r| r.id == done.id));
 }
 
 /// A created record reads back equal; an unknown id reads as absent.

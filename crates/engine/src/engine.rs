@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{Page, StoreError, TaskStore, Update};
 use crate::task::{Owner, TaskId, TaskRecord, TaskStatus, now_ms};
 
+/// The error a task gets when the process running it stopped before it finished.
+pub const RESTART_ERROR: &str = r#"{"code":-32603,"message":"the server restarted while this task was running; its work was lost. Call the tool again to start over."}"#;
+
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -146,6 +149,32 @@ impl Engine {
             ids.push(record.id);
         }
         Ok(self.inner.store.delete(&ids).await?)
+    }
+
+    /// After a restart on a durable store: every task that had not ended lost its work with the
+    /// previous process. It ends `failed` with an error that says so, so that no task stays
+    /// `working` forever. Returns how many tasks were failed. (Re-running retryable tools is the
+    /// next step; see the issue notes.)
+    pub async fn recover_after_restart(&self) -> Result<usize, EngineError> {
+        let mut failed = 0;
+        loop {
+            let orphans: Vec<TaskRecord> =
+                self.inner.store.unfinished(1000).await?.into_iter().filter(|r| self.live(&r.id).is_none()).collect();
+            if orphans.is_empty() {
+                return Ok(failed);
+            }
+            for record in orphans {
+                let update = Update {
+                    status: Some(TaskStatus::Failed),
+                    status_message: Some(Some("the server restarted while this task was running".into())),
+                    error: Some(RESTART_ERROR.into()),
+                    ..Update::default()
+                };
+                if let Ok(Some(_)) = self.inner.store.update(&record.id, update, now_ms()).await {
+                    failed += 1;
+                }
+            }
+        }
     }
 
     fn live(&self, id: &TaskId) -> Option<Arc<Live>> {

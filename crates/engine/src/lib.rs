@@ -11,6 +11,6 @@ mod engine;
 pub mod store;
 mod task;
 
-pub use engine::{Engine, EngineConfig, EngineError, TaskHandle};
+pub use engine::{Engine, EngineConfig, EngineError, RESTART_ERROR, TaskHandle};
 pub use store::{MemoryStore, Page, StoreError, TaskStore, Update};
 pub use task::{Owner, TaskId, TaskRecord, TaskStatus, now_ms, rfc3339};

@@ -122,6 +122,9 @@ pub trait TaskStore: Send + Sync + 'static {
     fn expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>>;
     /// Deletes records.
     fn delete<'a>(&'a self, ids: &'a [TaskId]) -> BoxFuture<'a, Result<usize, StoreError>>;
+    /// Records that have not ended (`working`, `input_required`), at most `limit`: after a
+    /// restart, the work behind them is gone.
+    fn unfinished(&self, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>>;
 }
 
 /// A cursor: the creation time and id of the last record of the previous page.
@@ -231,6 +234,11 @@ impl TaskStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn unfinished(&self, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>> {
+        let found = self.lock().tasks.values().filter(|r| !r.status.is_terminal()).take(limit).cloned().collect();
         Box::pin(std::future::ready(Ok(found)))
     }
 

@@ -586,8 +586,12 @@ impl Server {
             if !tasks::declares_tasks(&meta.client_capabilities) {
                 return Err(tasks::tasks_capability_required().into());
             }
-            let result = self.modern_tasks_method(method, &params, env).await?;
-            return Ok(self.finish_per_request(result, false));
+            let (result, raw_result) = self.modern_tasks_method(method, &params, env).await?;
+            let mut json = self.finish_per_request(result, false);
+            if let Some(raw) = &raw_result {
+                tasks::splice_raw(&mut json, "result", raw);
+            }
+            return Ok(json);
         }
         let answers = self.gather_answers(method, &mut params)?;
         let channel =
@@ -1001,14 +1005,21 @@ impl Server {
     }
 
     /// `tasks/get|update|cancel` of the 2026-07-28 tasks extension.
-    async fn modern_tasks_method(&self, method: &str, params: &Object, env: &RequestEnv) -> Result<Value, ToolError> {
+    /// Returns the result object and, for a completed task, its stored result to splice in raw.
+    async fn modern_tasks_method(
+        &self,
+        method: &str,
+        params: &Object,
+        env: &RequestEnv,
+    ) -> Result<(Value, Option<String>), ToolError> {
         let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
         let owner = tasks::owner(&env.principal, env.session.id());
         let task_id = tasks::task_id_param(params)?;
         match method {
             "tasks/get" => {
                 let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
-                Ok(tasks::detailed_task(&record))
+                let (task, raw) = tasks::detailed_task(&record);
+                Ok((task, raw.map(str::to_owned)))
             }
             "tasks/update" => {
                 let responses = match params.get("inputResponses") {
@@ -1021,11 +1032,11 @@ impl Server {
                     }
                 };
                 engine.answer(&owner, &task_id, responses).await.map_err(tasks::engine_error)?;
-                Ok(json!({}))
+                Ok((json!({}), None))
             }
             _ => match engine.cancel(&owner, &task_id).await {
                 // Cancelling an ended task is acknowledged like any other (idempotent).
-                Ok(_) | Err(taskwire_engine::EngineError::AlreadyTerminal(_)) => Ok(json!({})),
+                Ok(_) | Err(taskwire_engine::EngineError::AlreadyTerminal(_)) => Ok((json!({}), None)),
                 Err(e) => Err(tasks::engine_error(e)),
             },
         }

@@ -102,27 +102,44 @@ fn parse_raw(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-/// The extension's `DetailedTask`: the base object plus what the status carries.
-pub(crate) fn detailed_task(r: &TaskRecord) -> Value {
+/// Adds `"key": raw` to a serialized JSON object without re-encoding `raw`: stored results
+/// reach the client byte for byte as the tool produced them.
+pub(crate) fn splice_raw(object_json: &mut String, key: &str, raw: &str) {
+    if object_json.ends_with('}') {
+        object_json.pop();
+        if !object_json.ends_with('{') {
+            object_json.push(',');
+        }
+        object_json.push_str(&Value::String(key.to_owned()).to_string());
+        object_json.push(':');
+        object_json.push_str(raw);
+        object_json.push('}');
+    }
+}
+
+/// The extension's `DetailedTask` (without `resultType`/`_meta`), and, for a completed task,
+/// the stored result to splice in raw once those are added.
+pub(crate) fn detailed_task(r: &TaskRecord) -> (Value, Option<&str>) {
     let mut t = modern_task(r);
+    let mut raw_result = None;
     match r.status {
         TaskStatus::InputRequired => {
             t["inputRequests"] = r.input_requests.as_deref().map(parse_raw).unwrap_or_else(|| json!({}));
         }
-        TaskStatus::Completed => t["result"] = r.result.as_deref().map(parse_raw).unwrap_or_else(|| json!({})),
+        TaskStatus::Completed => raw_result = Some(r.result.as_deref().unwrap_or("{}")),
         TaskStatus::Failed => {
             t["error"] = match (&r.error, &r.result) {
                 (Some(e), _) => parse_raw(e),
                 // Failed with a tool-error result (a task created on the 2025-11-25 wire).
-                (None, Some(result)) => {
-                    json!({"code": codes::INTERNAL_ERROR, "message": "the tool reported an error", "data": parse_raw(result)})
-                }
+                (None, Some(result)) => json!({
+                    "code": codes::INTERNAL_ERROR, "message": "the tool reported an error", "data": parse_raw(result)
+                }),
                 (None, None) => json!({"code": codes::INTERNAL_ERROR, "message": "the task failed"}),
             };
         }
         TaskStatus::Working | TaskStatus::Cancelled => {}
     }
-    t
+    (t, raw_result)
 }
 
 /// The answer to the call that created a task.

@@ -1,0 +1,375 @@
+//! The embedded SQLite task store.
+//!
+//! * **One writer thread, group commit.** Every write is a job sent to one thread, which runs all
+//!   the jobs waiting at that moment in one transaction and answers each only after the commit:
+//!   a durable write costs one fsync per batch instead of one per task (dependencies.md §2.1
+//!   measured 25–90×). A job's answer therefore means "committed".
+//! * **Separate read connections** (WAL lets them read while the writer writes), used from the
+//!   blocking pool so that the reactor never waits on disk.
+//! * The schema is one table whose columns are the task record; results and errors are stored
+//!   as the JSON text they arrived as.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = std::env::temp_dir().join(format!("taskwire-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let store = taskwire_store_sqlite::SqliteStore::open(dir.join("tasks.db"), Default::default()).unwrap();
+//! taskwire_engine::contract::run_all(&store).await;
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # });
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use taskwire_engine::store::{BoxFuture, Page, StoreError, TaskStore, Update, decode_cursor, encode_cursor};
+use taskwire_engine::{Owner, TaskId, TaskRecord, TaskStatus};
+use tokio::sync::{mpsc, oneshot};
+
+/// How hard SQLite works to make a commit survive power loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// `synchronous=FULL`: a commit survives power loss (the default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: in WAL mode a commit survives a process crash, but the last
+    /// commits may be lost on power loss.
+    Normal,
+}
+
+/// Settings of the SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// Durability of commits (default [`Synchronous::Full`]).
+    pub synchronous: Synchronous,
+    /// The most jobs committed in one transaction (default 512).
+    pub max_batch: usize,
+    /// Read connections (default 4).
+    pub readers: usize,
+    /// Writes that may wait for the writer (default 8192); beyond it, writers wait for room.
+    pub queue: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self { synchronous: Synchronous::Full, max_batch: 512, readers: 4, queue: 8192 }
+    }
+}
+
+type Deliver = Box<dyn FnOnce(Option<String>) + Send>;
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Deliver + Send>;
+
+/// Task records in a SQLite file.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tasks (
+    id               TEXT PRIMARY KEY,
+    principal        TEXT,              -- NULL: created without authentication
+    scope            TEXT NOT NULL,     -- session or connection that created it
+    tool             TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('working', 'input_required', 'completed', 'failed', 'cancelled')),
+    status_message   TEXT,
+    created_at_ms    INTEGER NOT NULL,
+    updated_at_ms    INTEGER NOT NULL,
+    ttl_ms           INTEGER,           -- NULL: kept forever
+    expires_at_ms    INTEGER,           -- created_at_ms + ttl_ms
+    poll_interval_ms INTEGER NOT NULL,
+    result           TEXT,              -- JSON, byte for byte as produced
+    error            TEXT,              -- JSON-RPC error object
+    input_requests   TEXT,              -- JSON object {key: {method, params}}
+    attempt          INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL
+) STRICT;
+-- Listings: one owner's tasks in creation order.
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (principal, scope, created_at_ms, id);
+-- The sweeper: what has expired.
+CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+-- Recovery after a restart: what did not finish.
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (status) WHERE status IN ('working', 'input_required');
+"#;
+
+const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
+                       poll_interval_ms, result, error, input_requests, attempt, cancel_requested";
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let status: String = row.get(4)?;
+    Ok(TaskRecord {
+        id: TaskId::from_wire(&row.get::<_, String>(0)?),
+        owner: Owner { principal: row.get(1)?, scope: row.get(2)? },
+        tool: row.get(3)?,
+        status: TaskStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown status {status}").into(),
+            )
+        })?,
+        status_message: row.get(5)?,
+        created_at_ms: row.get::<_, i64>(6)? as u64,
+        updated_at_ms: row.get::<_, i64>(7)? as u64,
+        ttl_ms: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+        poll_interval_ms: row.get::<_, i64>(9)? as u64,
+        result: row.get(10)?,
+        error: row.get(11)?,
+        input_requests: row.get(12)?,
+        attempt: row.get::<_, i64>(13)? as u32,
+        cancel_requested: row.get::<_, i64>(14)? != 0,
+    })
+}
+
+fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if sync == Synchronous::Full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let open = || Connection::open(&path).map_err(|e| backend(format!("cannot open {}: {e}", path.display())));
+        let writer_conn = open()?;
+        configure(&writer_conn, config.synchronous).map_err(backend)?;
+        writer_conn
+            .execute_batch(SCHEMA)
+            .map_err(|e| backend(format!("cannot create the schema in {}: {e}", path.display())))?;
+        let mut readers = Vec::with_capacity(config.readers.max(1));
+        for _ in 0..config.readers.max(1) {
+            let c = open()?;
+            configure(&c, config.synchronous).map_err(backend)?;
+            readers.push(Mutex::new(c));
+        }
+        let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
+        let max_batch = config.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("taskwire-sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx, max_batch))
+            .map_err(backend)?;
+        Ok(Self { writer: tx, readers: Arc::new(readers), next_reader: AtomicUsize::new(0), path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside the writer's next transaction; resolves after the commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let outcome = f(txn);
+            Box::new(move |commit_error: Option<String>| {
+                let _ = tx.send(match commit_error {
+                    None => outcome,
+                    Some(e) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                });
+            })
+        });
+        self.writer.send(job).await.map_err(|_| backend("the SQLite writer thread has stopped"))?;
+        rx.await.map_err(|_| backend("the SQLite writer thread stopped before answering"))?
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers[i].lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("the SQLite writer cannot begin a transaction: {e}");
+                // Dropping a job drops its answer channel: each waiting writer gets an error.
+                batch.clear();
+                continue;
+            }
+        };
+        let deliveries: Vec<Deliver> = batch.drain(..).map(|job| job(&txn)).collect();
+        let commit_error = txn.commit().err().map(|e| e.to_string());
+        for deliver in deliveries {
+            deliver(commit_error.clone());
+        }
+    }
+}
+
+fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO tasks ({COLUMNS}, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    );
+    let result = txn.prepare_cached(&sql).and_then(|mut stmt| {
+        stmt.execute(params![
+            r.id.as_str(),
+            r.owner.principal,
+            r.owner.scope,
+            r.tool,
+            r.status.as_str(),
+            r.status_message,
+            r.created_at_ms as i64,
+            r.updated_at_ms as i64,
+            r.ttl_ms.map(|t| t as i64),
+            r.poll_interval_ms as i64,
+            r.result,
+            r.error,
+            r.input_requests,
+            r.attempt as i64,
+            r.cancel_requested as i64,
+            r.expires_at_ms().map(|e| e as i64),
+        ])
+    });
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(StoreError::Duplicate)
+        }
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn select_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskRecord>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
+        .query_row([id], record_from_row)
+        .optional()
+}
+
+impl TaskStore for SqliteStore {
+    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.write(move |txn| insert(txn, &record)))
+    }
+
+    fn get<'a>(&'a self, id: &'a TaskId) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
+        let id = id.as_str().to_owned();
+        Box::pin(self.read(move |conn| select_one(conn, &id)))
+    }
+
+    fn update<'a>(
+        &'a self,
+        id: &'a TaskId,
+        update: Update,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
+        let id = id.as_str().to_owned();
+        Box::pin(self.write(move |txn| {
+            let Some(mut record) = select_one(txn, &id).map_err(backend)? else { return Ok(None) };
+            update.apply(&mut record, now_ms)?;
+            txn.prepare_cached(
+                "UPDATE tasks SET status = ?2, status_message = ?3, updated_at_ms = ?4, result = ?5, error = ?6, \
+                 input_requests = ?7, cancel_requested = ?8 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id,
+                    record.status.as_str(),
+                    record.status_message,
+                    record.updated_at_ms as i64,
+                    record.result,
+                    record.error,
+                    record.input_requests,
+                    record.cancel_requested as i64,
+                ])
+            })
+            .map_err(backend)?;
+            Ok(Some(record))
+        }))
+    }
+
+    fn list<'a>(
+        &'a self,
+        caller: &'a Owner,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        let caller = caller.clone();
+        let after = cursor.and_then(decode_cursor).map(|(ms, id)| (ms as i64, id.as_str().to_owned()));
+        Box::pin(async move {
+            let mut tasks = self
+                .read(move |conn| {
+                    // Authenticated callers see their principal's tasks; anonymous ones, their scope's.
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM tasks WHERE principal IS ?1 AND (?1 IS NOT NULL OR scope = ?2) \
+                         AND (?3 IS NULL OR (created_at_ms, id) > (?3, ?4)) ORDER BY created_at_ms, id LIMIT ?5"
+                    ))?;
+                    let (after_ms, after_id) = after.unzip();
+                    let rows = stmt.query_map(
+                        params![caller.principal, caller.scope, after_ms, after_id, (limit + 1) as i64],
+                        record_from_row,
+                    )?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            let more = tasks.len() > limit;
+            tasks.truncate(limit);
+            let next_cursor = if more { tasks.last().map(encode_cursor) } else { None };
+            Ok(Page { tasks, next_cursor })
+        })
+    }
+
+    fn expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE expires_at_ms <= ?1 LIMIT ?2"))?;
+            let rows = stmt.query_map(params![now_ms as i64, limit as i64], record_from_row)?;
+            rows.collect()
+        }))
+    }
+
+    fn delete<'a>(&'a self, ids: &'a [TaskId]) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        Box::pin(self.write(move |txn| {
+            let mut stmt = txn.prepare_cached("DELETE FROM tasks WHERE id = ?1").map_err(backend)?;
+            let mut n = 0;
+            for id in &ids {
+                n += stmt.execute([id]).map_err(backend)?;
+            }
+            Ok(n)
+        }))
+    }
+
+    fn unfinished(&self, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE status IN ('working', 'input_required') LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit as i64], record_from_row)?;
+            rows.collect()
+        }))
+    }
+}
