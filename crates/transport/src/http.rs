@@ -66,6 +66,9 @@ pub struct HttpConfig {
     pub keep_alive: Duration,
     /// The `retry` hint sent with priming events, in milliseconds (default 1000).
     pub retry_ms: u64,
+    /// Static bearer tokens mapped to principals. When set, every request must carry
+    /// `Authorization: Bearer TOKEN` (else 401), and tasks and sessions belong to the principal.
+    pub bearer_tokens: Option<Arc<HashMap<String, String>>>,
 }
 
 impl Default for HttpConfig {
@@ -81,6 +84,7 @@ impl Default for HttpConfig {
             streams_per_session: 32,
             keep_alive: Duration::from_secs(15),
             retry_ms: 1000,
+            bearer_tokens: None,
         }
     }
 }
@@ -99,6 +103,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A handshake session over HTTP: its MCP state plus its resumable SSE streams.
 struct HttpSession {
     mcp: Arc<Session>,
+    /// The principal that opened the session; nobody else may use it.
+    principal: Option<String>,
     streams: Mutex<StreamTable>,
     last_used: Mutex<Instant>,
 }
@@ -355,14 +361,43 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
     })
 }
 
+/// The caller's principal: `Ok(None)` without authentication configured.
+#[allow(clippy::result_large_err, reason = "a rejection is the cold path; boxing it buys nothing")]
+fn authenticate(config: &HttpConfig, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    let Some(tokens) = &config.bearer_tokens else { return Ok(None) };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented.and_then(|t| tokens.get(t)) {
+        Some(principal) => Ok(Some(principal.clone())),
+        None => {
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                None,
+                &ErrorObject::invalid_request(
+                    "Unauthorized: send Authorization: Bearer <token> with a token this server knows",
+                ),
+            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"taskwire\""));
+            Err(resp)
+        }
+    }
+}
+
 async fn endpoint(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     if let Err(resp) = check_origin(&shared.config, request.headers()) {
         return resp;
     }
+    let principal = match authenticate(&shared.config, request.headers()) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
     match *request.method() {
-        Method::POST => post(shared, request).await,
-        Method::GET => get(shared, request.headers()),
-        Method::DELETE => delete(&shared, request.headers()),
+        Method::POST => post(shared, request, principal).await,
+        Method::GET => get(shared, request.headers(), principal.as_deref()),
+        Method::DELETE => delete(&shared, request.headers(), principal.as_deref()),
         _ => status_only(StatusCode::METHOD_NOT_ALLOWED),
     }
 }
@@ -372,15 +407,17 @@ fn session_header(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Shared {
-    fn find_session(&self, id: &str) -> Option<Arc<HttpSession>> {
-        let found = lock(&self.sessions).get(id).cloned();
+    /// The session, if it exists and belongs to `principal` (another principal's session is
+    /// answered exactly like an unknown one).
+    fn find_session(&self, id: &str, principal: Option<&str>) -> Option<Arc<HttpSession>> {
+        let found = lock(&self.sessions).get(id).filter(|s| s.principal.as_deref() == principal).cloned();
         if let Some(s) = &found {
             s.touch();
         }
         found
     }
 
-    fn create_session(&self) -> Option<(String, Arc<HttpSession>)> {
+    fn create_session(&self, principal: Option<String>) -> Option<(String, Arc<HttpSession>)> {
         let mut sessions = lock(&self.sessions);
         if sessions.len() >= self.config.max_sessions {
             let timeout = self.config.session_idle_timeout;
@@ -392,6 +429,7 @@ impl Shared {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let session = Arc::new(HttpSession {
             mcp: Arc::new(Session::new(Some(id.clone()))),
+            principal,
             streams: Mutex::new(StreamTable::default()),
             last_used: Mutex::new(Instant::now()),
         });
@@ -415,7 +453,7 @@ fn check_protocol_header(headers: &HeaderMap) -> Result<Option<ProtocolVersion>,
     }
 }
 
-async fn post(shared: Arc<Shared>, request: Request) -> Response {
+async fn post(shared: Arc<Shared>, request: Request, principal: Option<String>) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let content_type_ok = headers
@@ -455,20 +493,21 @@ async fn post(shared: Arc<Shared>, request: Request) -> Response {
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e.id(), &e.to_error()),
     };
     match message {
-        Message::Request(req) => post_request(shared, req, &headers).await,
+        Message::Request(req) => post_request(shared, req, &headers, principal).await,
         Message::Notification(n) => {
-            if let Some(session) = session_header(&headers).and_then(|id| shared.find_session(id)) {
+            if let Some(session) = session_header(&headers).and_then(|id| shared.find_session(id, principal.as_deref()))
+            {
                 shared.server.notification(&session.mcp, &n.method, n.params.as_deref());
             }
             status_only(StatusCode::ACCEPTED)
         }
-        Message::Response(_) | Message::Error(_) => post_answer(&shared, message, &headers),
+        Message::Response(_) | Message::Error(_) => post_answer(&shared, message, &headers, principal.as_deref()),
     }
 }
 
 /// A client's answer to a server→client request (handshake sessions only).
-fn post_answer(shared: &Shared, message: Message, headers: &HeaderMap) -> Response {
-    let Some(session) = session_header(headers).and_then(|id| shared.find_session(id)) else {
+fn post_answer(shared: &Shared, message: Message, headers: &HeaderMap, principal: Option<&str>) -> Response {
+    let Some(session) = session_header(headers).and_then(|id| shared.find_session(id, principal)) else {
         return bad_request(
             "Bad Request: a JSON-RPC response must be sent on the session (Mcp-Session-Id) of the request it answers",
         );
@@ -501,7 +540,12 @@ fn per_request_status(code: Option<i32>, rejected: bool) -> StatusCode {
     }
 }
 
-async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &HeaderMap) -> Response {
+async fn post_request(
+    shared: Arc<Shared>,
+    req: jsonrpc::Request,
+    headers: &HeaderMap,
+    principal: Option<String>,
+) -> Response {
     let is_initialize = req.method == "initialize";
     let prepared = match shared.server.prepare(req, Some(headers)) {
         Ok(p) => p,
@@ -518,7 +562,7 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
             session: Arc::new(Session::new(Some(crate::stdio::fresh_scope()))),
             sink: None,
             cancel: CancellationToken::new(),
-            principal: None,
+            principal: principal.clone(),
         };
         return respond(&shared, prepared, env, None).await;
     }
@@ -538,11 +582,12 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                 let version = header_version.unwrap_or(ProtocolVersion::HTTP_DEFAULT);
                 session.set_negotiated(version, serde_json::json!({}));
             }
-            let env = RequestEnv { session, sink: None, cancel: CancellationToken::new(), principal: None };
+            let env =
+                RequestEnv { session, sink: None, cancel: CancellationToken::new(), principal: principal.clone() };
             respond(&shared, prepared, env, None).await
         }
         SessionMode::Stateful if is_initialize => {
-            let Some((id, session)) = shared.create_session() else {
+            let Some((id, session)) = shared.create_session(principal.clone()) else {
                 return error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some(prepared.id()),
@@ -553,7 +598,7 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                 session: session.mcp.clone(),
                 sink: None,
                 cancel: CancellationToken::new(),
-                principal: None,
+                principal: principal.clone(),
             };
             let mut resp = respond(&shared, prepared, env, Some(session.clone())).await;
             let ok = resp.status().is_success();
@@ -571,7 +616,7 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
             let Some(id) = session_header(headers) else {
                 return bad_request("Bad Request: Mcp-Session-Id header is required; send initialize first to get one");
             };
-            let Some(session) = shared.find_session(id) else {
+            let Some(session) = shared.find_session(id, principal.as_deref()) else {
                 return error_response(
                     StatusCode::NOT_FOUND,
                     Some(prepared.id()),
@@ -584,7 +629,7 @@ async fn post_request(shared: Arc<Shared>, req: jsonrpc::Request, headers: &Head
                 session: session.mcp.clone(),
                 sink: None,
                 cancel: CancellationToken::new(),
-                principal: None,
+                principal: principal.clone(),
             };
             respond(&shared, prepared, env, Some(session.clone())).await
         }
@@ -828,7 +873,7 @@ fn parse_event_id(value: &str) -> Option<(u64, u64)> {
     Some((stream.parse().ok()?, seq.parse().ok()?))
 }
 
-fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
+fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: Option<&str>) -> Response {
     if !accepts(headers, "text/event-stream") {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -844,7 +889,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
         // a standalone stream here.
         return status_only(StatusCode::METHOD_NOT_ALLOWED);
     };
-    let Some(session) = shared.find_session(id) else {
+    let Some(session) = shared.find_session(id, principal) else {
         return error_response(
             StatusCode::NOT_FOUND,
             None,
@@ -885,14 +930,15 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap) -> Response {
     sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
 }
 
-fn delete(shared: &Shared, headers: &HeaderMap) -> Response {
+fn delete(shared: &Shared, headers: &HeaderMap, principal: Option<&str>) -> Response {
     if shared.config.sessions == SessionMode::Stateless {
         return status_only(StatusCode::METHOD_NOT_ALLOWED);
     }
     let Some(id) = session_header(headers) else {
         return status_only(StatusCode::METHOD_NOT_ALLOWED);
     };
-    match lock(&shared.sessions).remove(id) {
+    let owned = shared.find_session(id, principal).is_some();
+    match owned.then(|| lock(&shared.sessions).remove(id)).flatten() {
         Some(session) => {
             session.mcp.cancel_all();
             session.mcp.set_standalone(None);
