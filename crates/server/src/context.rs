@@ -34,6 +34,8 @@ struct Inner {
     /// Set once the call runs as a task: progress becomes the status message, input requests
     /// park the task in `input_required`.
     task: OnceLock<TaskHandle>,
+    /// The authenticated principal, if any.
+    principal: Option<String>,
     /// Present while the handler may still turn the call into a task ([`Context::promote_to_task`]).
     promote: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
 }
@@ -63,7 +65,24 @@ impl Context {
             channel,
             task: OnceLock::new(),
             promote: Mutex::new(None),
+            principal: None,
         }))
+    }
+
+    pub(crate) fn with_principal(mut self, principal: Option<String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.principal = principal;
+        }
+        self
+    }
+
+    /// Who is calling: the authenticated principal, else the session or connection (the owner
+    /// of the tasks this request creates or may list).
+    pub fn owner(&self) -> taskwire_engine::Owner {
+        taskwire_engine::Owner {
+            principal: self.0.principal.clone(),
+            scope: self.0.session.id().unwrap_or_default().to_owned(),
+        }
     }
 
     pub(crate) fn allow_promotion(&self) -> oneshot::Receiver<PromoteRequest> {

@@ -18,7 +18,7 @@
 //! let Message::Request(req) = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello"}}"#).unwrap()
 //! else { unreachable!() };
 //! let prepared = server.prepare(req, None).unwrap();
-//! let env = RequestEnv { session: Arc::new(Session::new(None)), sink: None, cancel: Default::default() };
+//! let env = RequestEnv { session: Arc::new(Session::new(None)), sink: None, cancel: Default::default(), principal: None };
 //! let reply = server.run(prepared, env).await;
 //! assert!(String::from_utf8(reply.to_bytes().unwrap()).unwrap().contains("hello"));
 //! # });
@@ -29,6 +29,7 @@
 
 pub mod context;
 pub mod error;
+mod jobs;
 pub mod model;
 pub mod mrtr;
 pub mod registry;

@@ -38,6 +38,16 @@ impl ToolOutput {
         Self { content, ..Self::default() }
     }
 
+    /// Rebuilds an output from a `CallToolResult` object (e.g. a stored task result).
+    pub fn from_result(result: &Object) -> Self {
+        Self {
+            content: result.get("content").and_then(Value::as_array).cloned().unwrap_or_default(),
+            structured: result.get("structuredContent").cloned(),
+            is_error: result.get("isError").and_then(Value::as_bool).unwrap_or(false),
+            meta: None,
+        }
+    }
+
     /// Adds structured content.
     pub fn structured(mut self, value: Value) -> Self {
         self.structured = Some(value);

@@ -46,9 +46,19 @@ pub struct ServerBuilder {
     completion: Option<CompletionFn>,
     blocking_threads: usize,
     engine: Option<Engine>,
+    job_control: bool,
 }
 
 impl ServerBuilder {
+    /// For clients that know no tasks (most chat hosts): a task-capable tool they call answers
+    /// at once with a job id and a sentence telling the model what to call next, and the tools
+    /// `task_status`, `task_result`, `task_cancel` and `task_list` (scoped to the caller) follow
+    /// the job. Needs [`ServerBuilder::tasks`].
+    pub fn job_control_tools(mut self) -> Self {
+        self.job_control = true;
+        self
+    }
+
     /// Runs task-capable tools as durable tasks in `engine`, and serves both task wires
     /// (2025-11-25 core tasks, the 2026-07-28 tasks extension).
     pub fn tasks(mut self, engine: Engine) -> Self {
@@ -100,7 +110,13 @@ impl ServerBuilder {
     }
 
     /// Finishes the server.
-    pub fn build(self) -> Server {
+    pub fn build(mut self) -> Server {
+        let job_control = self.job_control && self.engine.is_some();
+        if let (true, Some(engine)) = (job_control, &self.engine) {
+            for tool in crate::jobs::job_tools(engine.clone()) {
+                self = self.tool(tool);
+            }
+        }
         let tool_index = self.tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let list = |with_execution: bool| -> Object {
             let tools = self
@@ -128,6 +144,7 @@ impl ServerBuilder {
                 tools_list_handshake: list(tasks),
                 tools_list: list(false),
                 engine: self.engine,
+                job_control,
                 tools: self.tools,
                 resources: self.resources,
                 templates: self.templates,
@@ -149,6 +166,7 @@ struct Inner {
     tools_list_handshake: Object,
     tools_list: Object,
     engine: Option<Engine>,
+    job_control: bool,
     resources: Vec<Resource>,
     templates: Vec<ResourceTemplate>,
     prompts: Vec<Prompt>,
@@ -312,6 +330,7 @@ impl Server {
             completion: None,
             blocking_threads: 64,
             engine: None,
+            job_control: false,
         }
     }
 
@@ -763,6 +782,7 @@ impl Server {
             .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
             .cloned();
         Context::new(env.session.clone(), id.clone(), progress_token, env.sink.clone(), env.cancel.clone(), channel)
+            .with_principal(env.principal.clone())
     }
 
     async fn call_tool(&self, id: &Id, params: Object, env: &RequestEnv, channel: Channel) -> Result<Value, ToolError> {
@@ -777,7 +797,7 @@ impl Server {
             }
         };
         let mode = match &self.inner.engine {
-            Some(_) => tasks::task_mode(tool, &params, &channel)?,
+            Some(_) => tasks::task_mode(tool, &params, &channel, self.inner.job_control)?,
             None => TaskMode::Inline,
         };
         let per_request = matches!(channel, Channel::PerRequest { .. });
@@ -793,7 +813,8 @@ impl Server {
                 };
                 Ok(output.into_value())
             }
-            TaskMode::Immediate { ttl_ms } => {
+            TaskMode::Immediate { ttl_ms } | TaskMode::Job { ttl_ms } => {
+                let as_job = matches!(mode, TaskMode::Job { .. });
                 let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::internal("no task engine"))?;
                 let owner = tasks::owner(&env.principal, env.session.id());
                 // Durable create: the id leaves only after the record is stored.
@@ -812,6 +833,9 @@ impl Server {
                     let outcome = work.await;
                     tasks::finish(&handle, outcome, per_request).await;
                 });
+                if as_job {
+                    return Ok(crate::jobs::job_started(&created).into_value());
+                }
                 Ok(tasks::create_task_result(&created, per_request))
             }
             TaskMode::OnPromotion => self.call_until_promoted(id, tool, params, args, env, channel).await,

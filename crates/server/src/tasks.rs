@@ -20,6 +20,9 @@ pub(crate) enum TaskMode {
     Immediate { ttl_ms: Option<u64> },
     /// Inline until the handler promotes itself ([`crate::Context::promote_to_task`]).
     OnPromotion,
+    /// As a task for a client that knows no tasks: the answer is a job id in plain text and the
+    /// job-control tools follow it.
+    Job { ttl_ms: Option<u64> },
 }
 
 /// Whether a per-request client declared the tasks extension in this very request.
@@ -32,7 +35,26 @@ pub(crate) fn tasks_capability_required() -> ErrorObject {
 }
 
 /// Decides how a call runs, from the tool's declaration and what the client can take.
-pub(crate) fn task_mode(tool: &Tool, params: &Object, channel: &Channel) -> Result<TaskMode, ToolError> {
+pub(crate) fn task_mode(
+    tool: &Tool,
+    params: &Object,
+    channel: &Channel,
+    job_control: bool,
+) -> Result<TaskMode, ToolError> {
+    let mode = task_mode_without_jobs(tool, params, channel);
+    // A client that cannot take a task still gets the work done in the background, as a job.
+    let cannot_take_task = match &mode {
+        Ok(TaskMode::Inline) => tool.task_support != TaskSupport::Forbidden,
+        Err(_) => tool.task_support == TaskSupport::Required,
+        Ok(_) => false,
+    };
+    if job_control && cannot_take_task {
+        return Ok(TaskMode::Job { ttl_ms: None });
+    }
+    mode
+}
+
+fn task_mode_without_jobs(tool: &Tool, params: &Object, channel: &Channel) -> Result<TaskMode, ToolError> {
     match channel {
         Channel::Handshake(version) => {
             // Core tasks exist from 2025-11-25 on; earlier clients cannot augment a call.
