@@ -29,6 +29,9 @@ pub struct EngineConfig {
     pub sweep_every: Duration,
     /// How long status-message updates are gathered before one store write (default 100 ms).
     pub coalesce: Duration,
+    /// After a cancellation, how long the work may take to stop by itself before it is aborted
+    /// (default 5 s). Blocking work cannot be aborted; it sees the cancellation flag.
+    pub cancel_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +42,7 @@ impl Default for EngineConfig {
             poll_interval_ms: 500,
             sweep_every: Duration::from_secs(1),
             coalesce: Duration::from_millis(100),
+            cancel_grace: Duration::from_secs(5),
         }
     }
 }

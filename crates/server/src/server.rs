@@ -829,8 +829,9 @@ impl Server {
                 ctx.bind_task(handle.clone());
                 let work = self.run_handler(tool, ctx, args);
                 let created = handle.created().clone();
+                let grace = engine.config().cancel_grace;
                 tokio::spawn(async move {
-                    let outcome = work.await;
+                    let outcome = tasks::run_cancellable(work, handle.cancellation_token().clone(), grace).await;
                     tasks::finish(&handle, outcome, per_request).await;
                 });
                 if as_job {

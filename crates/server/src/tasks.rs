@@ -204,6 +204,20 @@ pub(crate) async fn finish(handle: &TaskHandle, outcome: Result<ToolOutput, Tool
     }
 }
 
+/// Runs a task's work; once `cancel` fires the work gets `grace` to stop by itself (it sees the
+/// token), then it is dropped, which aborts an async handler where it waits.
+pub(crate) async fn run_cancellable(
+    work: impl std::future::Future<Output = Result<ToolOutput, ToolError>>,
+    cancel: tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+) -> Result<ToolOutput, ToolError> {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        outcome = &mut work => outcome,
+        _ = cancel.cancelled() => tokio::time::timeout(grace, &mut work).await.unwrap_or(Err(ToolError::Cancelled)),
+    }
+}
+
 pub(crate) fn task_id_param(params: &Object) -> Result<TaskId, ToolError> {
     params
         .get("taskId")
