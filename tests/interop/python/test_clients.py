@@ -17,28 +17,19 @@ Run (from tests/interop): .venv/bin/python -m pytest -q python/
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import anyio
 import mcp_types as types
 import pytest
+from interop_support import FIXTURES  # fixtures http_server & co: conftest.py
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
-
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = os.environ.get("TASKWIRE_FIXTURES") or str(REPO / "target" / "debug" / "taskwire-fixtures")
 
 TEST_TIMEOUT_S = 20  # per-test bound (anyio.fail_after); pytest-timeout adds a hard backstop
 REQUEST_TIMEOUT_S = 10.0  # per-request read timeout handed to the client
-LISTEN_TIMEOUT_S = 10.0  # waiting for the HTTP server to print its address
 
 # mcp 2.3's auto mode sends `server/discover` with a fixed 10 s timeout
 # (mcp.client.session.DISCOVER_TIMEOUT_SECONDS). A server that never answers the probe makes every
@@ -61,99 +52,6 @@ pytestmark = [
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _fixture_binary_exists() -> None:
-    if not os.access(FIXTURES, os.X_OK):
-        pytest.fail(f"fixture binary not found or not executable: {FIXTURES} (set TASKWIRE_FIXTURES)")
-
-
-# --------------------------------------------------------------------------------------------
-# Server processes
-
-
-def _fixture_children() -> list[int]:
-    """PIDs of live taskwire-fixtures processes whose parent is this test process."""
-    me = os.getpid()
-    target = os.path.realpath(FIXTURES)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid != me:
-                continue
-            if os.path.realpath(f"/proc/{entry}/exe") == target:
-                found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError, OSError):
-        pass
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_servers() -> Iterator[None]:
-    """Backstop: whatever fixture server a test leaves behind (e.g. a stdio child) is killed."""
-    yield
-    strays = _fixture_children()
-    for pid in strays:
-        _kill(pid)
-
-
-@dataclass
-class HttpServer:
-    proc: subprocess.Popen[str]
-    url: str
-    stderr_lines: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def http_server() -> Iterator[HttpServer]:
-    """`taskwire-fixtures --http 127.0.0.1:0`, killed at teardown."""
-    proc = subprocess.Popen(
-        [FIXTURES, "--http", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    url_box: list[str] = []
-
-    def drain() -> None:  # keep reading so the pipe never fills
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if len(lines) < 10_000:
-                lines.append(line)
-            m = re.search(r"taskwire-fixtures: listening on (http://127\.0\.0\.1:\d+/mcp)", line)
-            if m and not url_box:
-                url_box.append(m.group(1))
-                ready.set()
-        ready.set()  # EOF: the server exited
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        if not ready.wait(LISTEN_TIMEOUT_S) or not url_box:
-            pytest.fail(f"fixture HTTP server did not come up (rc={proc.poll()}); stderr:\n{''.join(lines)}")
-        yield HttpServer(proc=proc, url=url_box[0], stderr_lines=lines)
-    finally:
-        proc.kill()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            pass
 
 
 # --------------------------------------------------------------------------------------------

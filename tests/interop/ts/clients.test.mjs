@@ -10,139 +10,18 @@
 
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CallToolResultSchema, ElicitRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..', '..', '..');
-const FIXTURES = process.env.TASKWIRE_FIXTURES || path.join(REPO, 'target', 'debug', 'taskwire-fixtures');
-
-const TEST_TIMEOUT_MS = 20_000; // per test
-const REQUEST_TIMEOUT_MS = 10_000; // per MCP request (the SDK default is 60 s)
-const LISTEN_TIMEOUT_MS = 10_000; // waiting for the HTTP server to print its address
+import {
+  FIXTURES, LISTEN_TIMEOUT_MS, TEST_TIMEOUT_MS, closeConn, connectClient, makeTransports, opts,
+} from './helpers.mjs';
 
 // ---------------------------------------------------------------------------------------------
-// Process bookkeeping: every child we (or StdioClientTransport) start is killed at the end.
+// The same suite for both transports (process bookkeeping, server spawning: ./helpers.mjs).
 
-const children = new Set();
-process.on('exit', () => {
-  for (const pid of children) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-  }
-});
-
-function alive(pid) {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-}
-
-async function killPid(pid) {
-  if (!pid || !alive(pid)) { children.delete(pid); return; }
-  try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
-  for (let i = 0; i < 20 && alive(pid); i++) await sleep(50);
-  if (alive(pid)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-  children.delete(pid);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-// A timer that does not keep the process alive (for bounding waits in hooks).
-const unrefSleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
-
-/** Start `taskwire-fixtures --http 127.0.0.1:0` and resolve with {proc, url} once it printed its address. */
-function startHttpServer() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(FIXTURES, ['--http', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.add(proc.pid);
-    let stderr = '';
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      proc.kill('SIGKILL');
-      reject(new Error(`fixture server did not print its address within ${LISTEN_TIMEOUT_MS} ms; stderr:\n${stderr}`));
-    }, LISTEN_TIMEOUT_MS);
-    proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (chunk) => {
-      stderr += chunk; // keep draining so the pipe never fills
-      if (stderr.length > 1_000_000) stderr = stderr.slice(-100_000);
-      const m = /taskwire-fixtures: listening on (http:\/\/127\.0\.0\.1:(\d+)\/mcp)/.exec(stderr);
-      if (m && !settled) {
-        settled = true;
-        clearTimeout(timer);
-        resolve({ proc, url: new URL(m[1]), stderr: () => stderr });
-      }
-    });
-    proc.on('error', (e) => { if (!settled) { settled = true; clearTimeout(timer); reject(e); } });
-    proc.on('exit', (code, sig) => {
-      children.delete(proc.pid);
-      if (!settled) {
-        settled = true;
-        clearTimeout(timer);
-        reject(new Error(`fixture server exited early (code ${code}, signal ${sig}); stderr:\n${stderr}`));
-      }
-    });
-  });
-}
-
-/**
- * Connect a fresh SDK Client. Returns {client, transport, negotiated()}.
- * The negotiated protocol version is captured from transport.setProtocolVersion, which the SDK
- * Client calls after a successful initialize on any transport that has (or is given) the method.
- */
-async function connectClient(transport) {
-  let negotiated;
-  const origSet = transport.setProtocolVersion?.bind(transport);
-  transport.setProtocolVersion = (v) => { negotiated = v; origSet?.(v); };
-
-  const client = new Client(
-    { name: 'taskwire-interop-ts', version: '0.0.1' },
-    { capabilities: { elicitation: {} } },
-  );
-  const elicitations = [];
-  client.setRequestHandler(ElicitRequestSchema, async (req) => {
-    elicitations.push(req.params);
-    return { action: 'accept', content: { username: 'u', email: 'e@x' } };
-  });
-  await client.connect(transport, { timeout: REQUEST_TIMEOUT_MS });
-
-  // Wire tap: every JSON-RPC message in arrival order (in) and every message sent (out), so tests can
-  // check what the server actually put on the wire, independently of how the SDK dispatches it.
-  const wireIn = [];
-  const wireOut = [];
-  const origOnMessage = transport.onmessage;
-  transport.onmessage = (msg, extra) => { wireIn.push(msg); origOnMessage?.(msg, extra); };
-  const origSend = transport.send.bind(transport);
-  transport.send = (msg, options) => { wireOut.push(msg); return origSend(msg, options); };
-  return { client, transport, elicitations, wireIn, wireOut, negotiated: () => negotiated };
-}
-
-const opts = (extra = {}) => ({ timeout: REQUEST_TIMEOUT_MS, ...extra });
-
-// ---------------------------------------------------------------------------------------------
-// The same suite for both transports.
-
-const transports = {
-  stdio: {
-    async setup() { /* each test spawns its own stdio server through StdioClientTransport */ },
-    async teardown() {},
-    makeTransport() {
-      const t = new StdioClientTransport({ command: FIXTURES, args: ['--stdio'], stderr: 'ignore' });
-      return t;
-    },
-  },
-  http: {
-    server: null,
-    async setup() { this.server = await startHttpServer(); },
-    async teardown() { if (this.server) await killPid(this.server.proc.pid); this.server = null; },
-    makeTransport() { return new StreamableHTTPClientTransport(this.server.url); },
-  },
-};
+const transports = makeTransports();
 
 assert.ok(existsSync(FIXTURES), `fixture binary not found: ${FIXTURES} (set TASKWIRE_FIXTURES)`);
 
@@ -154,21 +33,13 @@ for (const [name, kind] of Object.entries(transports)) {
     after(async () => { await kind.teardown(); }, { timeout: 10_000 });
 
     beforeEach(async () => {
-      const transport = kind.makeTransport();
-      conn = await connectClient(transport);
-      if (transport instanceof StdioClientTransport && transport.pid) children.add(transport.pid);
+      conn = await connectClient(kind.makeTransport());
     }, { timeout: TEST_TIMEOUT_MS });
 
     afterEach(async () => {
-      if (!conn) return;
-      const pid = conn.transport instanceof StdioClientTransport ? conn.transport.pid : null;
       try {
-        if (conn.transport instanceof StreamableHTTPClientTransport) {
-          await conn.transport.terminateSession().catch(() => {});
-        }
-        await Promise.race([conn.client.close(), unrefSleep(5_000)]);
+        await closeConn(conn); // the stdio server process is always killed
       } finally {
-        if (pid) await killPid(pid); // the stdio server process is always killed
         conn = null;
       }
     }, { timeout: 15_000 });
