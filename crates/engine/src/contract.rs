@@ -26,6 +26,10 @@ fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
         input_requests: None,
         attempt: 1,
         cancel_requested: false,
+        arguments: Some(r#"{"a":1}"#.into()),
+        wire: crate::task::TaskWire::Extension,
+        lease_holder: Some("creator".into()),
+        lease_until_ms: Some(created_at_ms + 1_000),
     }
 }
 
@@ -38,20 +42,41 @@ pub async fn run_all(store: &dyn TaskStore) {
     illegal_transitions_are_refused(store).await;
     listings_are_scoped_and_paginated(store).await;
     expired_records_are_found_and_deleted(store).await;
-    unfinished_records_are_found(store).await;
+    orphans_are_claimed_once(store).await;
 }
 
-/// Records that have not ended are reported for recovery; ended ones are not.
-pub async fn unfinished_records_are_found(store: &dyn TaskStore) {
-    let owner = Owner::anonymous(format!("unfinished-{}", TaskId::random().as_str()));
-    let running = record(&owner, 7_000);
-    let done = record(&owner, 7_000);
-    store.create(running.clone()).await.expect("create");
-    store.create(done.clone()).await.expect("create");
-    store.update(&done.id, Update::status(TaskStatus::Completed), 7_001).await.expect("end").expect("exists");
-    let unfinished = store.unfinished(100_000).await.expect("unfinished");
-    assert!(unfinished.iter().any(|r| r.id == running.id));
-    assert!(!unfinished.iter().any(|r| r.id == done.id));
+/// Only unfinished records with a lapsed lease are claimed, by one claimant, with the attempt
+/// counted; renewing keeps a live holder's records out of reach.
+pub async fn orphans_are_claimed_once(store: &dyn TaskStore) {
+    let owner = Owner::anonymous(format!("orphans-{}", TaskId::random().as_str()));
+    // Far in the future, so that records of other checks (leases near 1,000–20,000) stay out.
+    let base = 1_000_000_000;
+    let mut lapsed = record(&owner, base);
+    lapsed.lease_until_ms = Some(base + 10);
+    let mut renewed = record(&owner, base);
+    renewed.lease_until_ms = Some(base + 10);
+    let mut done = record(&owner, base);
+    done.lease_until_ms = Some(base + 10);
+    for r in [&lapsed, &renewed, &done] {
+        store.create(r.clone()).await.expect("create");
+    }
+    store.update(&done.id, Update::status(TaskStatus::Completed), base + 1).await.expect("end").expect("exists");
+    assert_eq!(
+        store.renew_leases("creator", std::slice::from_ref(&renewed.id), base + 60_000).await.expect("renew"),
+        1
+    );
+    assert_eq!(
+        store.renew_leases("someone-else", std::slice::from_ref(&lapsed.id), base + 60_000).await.expect("renew"),
+        0
+    );
+    let claimed = store.claim_orphans(base + 100, "heir", base + 30_000, 100_000).await.expect("claim");
+    let mine: Vec<_> = claimed.iter().filter(|r| r.owner == owner).collect();
+    assert_eq!(mine.len(), 1, "only the lapsed, unfinished record: {mine:?}");
+    assert_eq!(mine[0].id, lapsed.id);
+    assert_eq!((mine[0].attempt, mine[0].lease_holder.as_deref()), (2, Some("heir")));
+    assert_eq!(mine[0].arguments.as_deref(), Some(r#"{"a":1}"#), "the arguments come back for the re-run");
+    let again = store.claim_orphans(base + 200, "other-heir", base + 30_000, 100_000).await.expect("claim");
+    assert!(!again.iter().any(|r| r.id == lapsed.id), "a claimed record is not claimed twice");
 }
 
 /// A created record reads back equal; an unknown id reads as absent.

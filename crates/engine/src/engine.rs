@@ -11,7 +11,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Page, StoreError, TaskStore, Update};
-use crate::task::{Owner, TaskId, TaskRecord, TaskStatus, now_ms};
+use crate::task::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms};
 
 /// The error a task gets when the process running it stopped before it finished.
 pub const RESTART_ERROR: &str = r#"{"code":-32603,"message":"the server restarted while this task was running; its work was lost. Call the tool again to start over."}"#;
@@ -32,6 +32,11 @@ pub struct EngineConfig {
     /// After a cancellation, how long the work may take to stop by itself before it is aborted
     /// (default 5 s). Blocking work cannot be aborted; it sees the cancellation flag.
     pub cancel_grace: Duration,
+    /// How long a running task's lease lasts (default 30 s); it is renewed every third of that
+    /// while the work runs. When the process dies, its tasks are taken over once the lease lapses.
+    pub lease: Duration,
+    /// How many times a retryable task's work may start in all (default 3).
+    pub max_attempts: u32,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +48,8 @@ impl Default for EngineConfig {
             sweep_every: Duration::from_secs(1),
             coalesce: Duration::from_millis(100),
             cancel_grace: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
         }
     }
 }
@@ -76,10 +83,46 @@ struct Live {
     flush_scheduled: AtomicBool,
 }
 
+/// Restarts the work of a task taken over from a dead process; returns false when the work
+/// cannot be restarted (the tool is not retryable, or unknown here).
+pub type Resumer = Arc<dyn Fn(TaskRecord, TaskHandle) -> bool + Send + Sync>;
+
+/// What a new task is.
+#[derive(Clone, Debug)]
+pub struct NewTask<'a> {
+    /// Who owns it.
+    pub owner: &'a Owner,
+    /// The tool it runs.
+    pub tool: &'a str,
+    /// The client's wish for its retention.
+    pub ttl_ms: Option<u64>,
+    /// The tool's arguments (JSON object text), kept for a re-run.
+    pub arguments: Option<String>,
+    /// The wire that creates it.
+    pub wire: TaskWire,
+}
+
+impl Live {
+    fn new() -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            changed: watch::channel(0).0,
+            answers: Mutex::new(Map::new()),
+            outstanding: Mutex::new(Map::new()),
+            answered: Notify::new(),
+            pending_message: Mutex::new(None),
+            flush_scheduled: AtomicBool::new(false),
+        }
+    }
+}
+
 struct Inner {
     store: Arc<dyn TaskStore>,
     config: EngineConfig,
     live: Mutex<HashMap<TaskId, Arc<Live>>>,
+    /// This engine's identity as a lease holder.
+    holder: String,
+    resumer: Mutex<Option<Resumer>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,7 +152,16 @@ pub struct Engine {
 impl Engine {
     /// An engine over `store`. Call [`Engine::start_sweeper`] inside a runtime to expire tasks.
     pub fn new(store: Arc<dyn TaskStore>, config: EngineConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, config, live: Mutex::new(HashMap::new()) }) }
+        let holder = format!("engine-{}", uuid::Uuid::new_v4().simple());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                live: Mutex::new(HashMap::new()),
+                holder,
+                resumer: Mutex::new(None),
+            }),
+        }
     }
 
     /// The settings.
@@ -117,22 +169,53 @@ impl Engine {
         &self.inner.config
     }
 
-    /// Spawns the sweeper: every `sweep_every`, tasks past their TTL are failed if still running
-    /// (their work is cancelled) and deleted. It stops when the last engine handle is dropped.
+    /// Sets how work taken over from a dead process restarts (the server knows the tools).
+    pub fn set_resumer(&self, resumer: Resumer) {
+        *lock(&self.inner.resumer) = Some(resumer);
+    }
+
+    /// Spawns the sweeper: every `sweep_every` it expires tasks past their TTL (failing running
+    /// ones and cancelling their work) and takes over tasks whose lease lapsed; it renews this
+    /// engine's leases every third of a lease. It stops when the last engine handle is dropped.
     pub fn start_sweeper(&self) {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let every = self.inner.config.sweep_every;
+        let renew_every = self.inner.config.lease / 3;
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
+            let mut ticker = tokio::time::interval(every.min(renew_every));
+            let mut last_renewal = tokio::time::Instant::now();
             loop {
                 ticker.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let engine = Engine { inner };
-                if let Err(e) = engine.sweep(now_ms()).await {
+                if last_renewal.elapsed() >= renew_every {
+                    last_renewal = tokio::time::Instant::now();
+                    if let Err(e) = engine.renew_leases().await {
+                        tracing::warn!("task leases: {e}");
+                    }
+                }
+                let now = now_ms();
+                if let Err(e) = engine.sweep(now).await {
                     tracing::warn!("task sweeper: {e}");
+                }
+                if let Err(e) = engine.recover_orphans(now).await {
+                    tracing::warn!("task recovery: {e}");
                 }
             }
         });
+    }
+
+    fn lease_until(&self, now: u64) -> u64 {
+        now + self.inner.config.lease.as_millis() as u64
+    }
+
+    /// Extends the leases of every task running here.
+    pub async fn renew_leases(&self) -> Result<usize, EngineError> {
+        let ids: Vec<TaskId> = lock(&self.inner.live).keys().cloned().collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.inner.store.renew_leases(&self.inner.holder, &ids, self.lease_until(now_ms())).await?)
     }
 
     /// One sweep at `now`: returns how many records were deleted.
@@ -155,19 +238,28 @@ impl Engine {
         Ok(self.inner.store.delete(&ids).await?)
     }
 
-    /// After a restart on a durable store: every task that had not ended lost its work with the
-    /// previous process. It ends `failed` with an error that says so, so that no task stays
-    /// `working` forever. Returns how many tasks were failed. (Re-running retryable tools is the
-    /// next step; see the issue notes.)
-    pub async fn recover_after_restart(&self) -> Result<usize, EngineError> {
-        let mut failed = 0;
+    /// Takes over tasks whose lease lapsed at `now` (their process died): a task whose tool can
+    /// run again (the [`Resumer`] says so) and has attempts left restarts with attempt + 1; every
+    /// other one ends `failed` with [`RESTART_ERROR`] — never `working` forever. Returns
+    /// (restarted, failed).
+    pub async fn recover_orphans(&self, now: u64) -> Result<(usize, usize), EngineError> {
+        let (mut restarted, mut failed) = (0, 0);
         loop {
-            let orphans: Vec<TaskRecord> =
-                self.inner.store.unfinished(1000).await?.into_iter().filter(|r| self.live(&r.id).is_none()).collect();
+            let orphans = self.inner.store.claim_orphans(now, &self.inner.holder, self.lease_until(now), 500).await?;
             if orphans.is_empty() {
-                return Ok(failed);
+                return Ok((restarted, failed));
             }
+            let resumer = lock(&self.inner.resumer).clone();
             for record in orphans {
+                let can_retry = record.attempt <= self.inner.config.max_attempts;
+                if let (true, Some(resume)) = (can_retry, &resumer) {
+                    let handle = self.adopt(record.clone());
+                    if resume(record.clone(), handle.clone()) {
+                        restarted += 1;
+                        continue;
+                    }
+                    self.forget(handle.id());
+                }
                 let update = Update {
                     status: Some(TaskStatus::Failed),
                     status_message: Some(Some("the server restarted while this task was running".into())),
@@ -179,6 +271,14 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Registers a task taken over from another process as running here.
+    fn adopt(&self, record: TaskRecord) -> TaskHandle {
+        let live = Arc::new(Live::new());
+        let id = record.id.clone();
+        lock(&self.inner.live).insert(id.clone(), live.clone());
+        TaskHandle { engine: self.clone(), id, record, live }
     }
 
     fn live(&self, id: &TaskId) -> Option<Arc<Live>> {
@@ -197,15 +297,22 @@ impl Engine {
         }
     }
 
-    /// Creates a task, durably: when this returns, `get` on the id succeeds from any handle on
-    /// the same store. `ttl_ms` is the client's wish, capped by the configuration.
+    /// Creates a task without arguments on the extension wire (see [`Engine::create_task`]).
     pub async fn create(&self, owner: &Owner, tool: &str, ttl_ms: Option<u64>) -> Result<TaskHandle, EngineError> {
+        self.create_task(NewTask { owner, tool, ttl_ms, arguments: None, wire: TaskWire::Extension }).await
+    }
+
+    /// Creates a task, durably: when this returns, `get` on the id succeeds from any handle on
+    /// the same store. The TTL is the client's wish, capped by the configuration; this engine
+    /// holds the task's lease.
+    pub async fn create_task(&self, new: NewTask<'_>) -> Result<TaskHandle, EngineError> {
         let config = &self.inner.config;
         let now = now_ms();
+        let ttl_ms = new.ttl_ms;
         let record = TaskRecord {
             id: TaskId::random(),
-            owner: owner.clone(),
-            tool: tool.to_owned(),
+            owner: new.owner.clone(),
+            tool: new.tool.to_owned(),
             status: TaskStatus::Working,
             status_message: None,
             created_at_ms: now,
@@ -217,16 +324,12 @@ impl Engine {
             input_requests: None,
             attempt: 1,
             cancel_requested: false,
+            arguments: new.arguments,
+            wire: new.wire,
+            lease_holder: Some(self.inner.holder.clone()),
+            lease_until_ms: Some(self.lease_until(now)),
         };
-        let live = Arc::new(Live {
-            cancel: CancellationToken::new(),
-            changed: watch::channel(0).0,
-            answers: Mutex::new(Map::new()),
-            outstanding: Mutex::new(Map::new()),
-            answered: Notify::new(),
-            pending_message: Mutex::new(None),
-            flush_scheduled: AtomicBool::new(false),
-        });
+        let live = Arc::new(Live::new());
         let id = record.id.clone();
         self.inner.store.create(record.clone()).await?;
         lock(&self.inner.live).insert(id.clone(), live.clone());
@@ -335,9 +438,14 @@ impl TaskHandle {
         &self.id
     }
 
-    /// The record as created.
+    /// The record as created (or as taken over, for a re-run).
     pub fn created(&self) -> &TaskRecord {
         &self.record
+    }
+
+    /// Which start of the work this is: 1, or more for a re-run after a crash.
+    pub fn attempt(&self) -> u32 {
+        self.record.attempt
     }
 
     /// Fires when the task is cancelled (or expires).

@@ -11,6 +11,6 @@ mod engine;
 pub mod store;
 mod task;
 
-pub use engine::{Engine, EngineConfig, EngineError, RESTART_ERROR, TaskHandle};
+pub use engine::{Engine, EngineConfig, EngineError, NewTask, RESTART_ERROR, Resumer, TaskHandle};
 pub use store::{MemoryStore, Page, StoreError, TaskStore, Update};
-pub use task::{Owner, TaskId, TaskRecord, TaskStatus, now_ms, rfc3339};
+pub use task::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339};

@@ -122,9 +122,28 @@ pub trait TaskStore: Send + Sync + 'static {
     fn expired(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>>;
     /// Deletes records.
     fn delete<'a>(&'a self, ids: &'a [TaskId]) -> BoxFuture<'a, Result<usize, StoreError>>;
-    /// Records that have not ended (`working`, `input_required`), at most `limit`: after a
-    /// restart, the work behind them is gone.
-    fn unfinished(&self, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>>;
+    /// Atomically takes over unfinished records whose lease lapsed before `now_ms` (their holder
+    /// died): sets `holder` and `lease_until_ms`, adds one to `attempt`, and returns them. Two
+    /// engines claiming at once never both get the same record.
+    fn claim_orphans<'a>(
+        &'a self,
+        now_ms: u64,
+        holder: &'a str,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<TaskRecord>, StoreError>>;
+    /// Extends the leases `holder` has on `ids` (unfinished ones only). Returns how many.
+    fn renew_leases<'a>(
+        &'a self,
+        holder: &'a str,
+        ids: &'a [TaskId],
+        lease_until_ms: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>>;
+}
+
+/// Whether a claim may take `r` over at `now_ms`.
+pub fn is_orphan(r: &TaskRecord, now_ms: u64) -> bool {
+    !r.status.is_terminal() && r.lease_until_ms.is_none_or(|until| until < now_ms)
 }
 
 /// A cursor: the creation time and id of the last record of the previous page.
@@ -237,9 +256,47 @@ impl TaskStore for MemoryStore {
         Box::pin(std::future::ready(Ok(found)))
     }
 
-    fn unfinished(&self, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>> {
-        let found = self.lock().tasks.values().filter(|r| !r.status.is_terminal()).take(limit).cloned().collect();
-        Box::pin(std::future::ready(Ok(found)))
+    fn claim_orphans<'a>(
+        &'a self,
+        now_ms: u64,
+        holder: &'a str,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<TaskRecord>, StoreError>> {
+        let mut inner = self.lock();
+        let claimed = inner
+            .tasks
+            .values_mut()
+            .filter(|r| is_orphan(r, now_ms))
+            .take(limit)
+            .map(|r| {
+                r.lease_holder = Some(holder.to_owned());
+                r.lease_until_ms = Some(lease_until_ms);
+                r.attempt += 1;
+                r.clone()
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(claimed)))
+    }
+
+    fn renew_leases<'a>(
+        &'a self,
+        holder: &'a str,
+        ids: &'a [TaskId],
+        lease_until_ms: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let mut inner = self.lock();
+        let mut n = 0;
+        for id in ids {
+            if let Some(r) = inner.tasks.get_mut(id)
+                && !r.status.is_terminal()
+                && r.lease_holder.as_deref() == Some(holder)
+            {
+                r.lease_until_ms = Some(lease_until_ms);
+                n += 1;
+            }
+        }
+        Box::pin(std::future::ready(Ok(n)))
     }
 
     fn delete<'a>(&'a self, ids: &'a [TaskId]) -> BoxFuture<'a, Result<usize, StoreError>> {

@@ -136,6 +136,34 @@ impl Owner {
     }
 }
 
+/// Which task wire created a task; it decides how a tool error ends the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskWire {
+    /// 2025-11-25 core tasks: a tool error ends the task `failed`.
+    Core,
+    /// The 2026-07-28 tasks extension (and job control): a tool error ends it `completed`.
+    Extension,
+}
+
+impl TaskWire {
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Core => "core",
+            Self::Extension => "extension",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "core" => Some(Self::Core),
+            "extension" => Some(Self::Extension),
+            _ => None,
+        }
+    }
+}
+
 /// A task as stored. Results and errors are raw JSON text, stored and returned byte for byte.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskRecord {
@@ -168,6 +196,14 @@ pub struct TaskRecord {
     pub attempt: u32,
     /// Whether the client asked to cancel.
     pub cancel_requested: bool,
+    /// The tool's arguments (a JSON object text), kept so that retryable work can run again.
+    pub arguments: Option<String>,
+    /// The wire that created the task.
+    pub wire: TaskWire,
+    /// The engine instance running the work.
+    pub lease_holder: Option<String>,
+    /// Until when the holder vouches for the work; a lapsed lease means the work is gone.
+    pub lease_until_ms: Option<u64>,
 }
 
 impl TaskRecord {

@@ -99,6 +99,11 @@ impl Context {
         matches!(self.0.channel, Channel::PerRequest { .. })
     }
 
+    /// Which start of the work this is: 1, or more when a task is re-run after a crash.
+    pub fn attempt(&self) -> u32 {
+        self.0.task.get().map_or(1, |t| t.attempt())
+    }
+
     /// The task this call runs as, if it became one.
     pub fn task_id(&self) -> Option<&str> {
         self.0.task.get().map(|t| t.id().as_str())

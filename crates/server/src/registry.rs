@@ -74,6 +74,7 @@ pub struct Tool {
     pub(crate) param_headers: Vec<(String, String)>,
     pub(crate) task_support: TaskSupport,
     pub(crate) task_on_promotion: bool,
+    pub(crate) retryable: bool,
 }
 
 impl Tool {
@@ -93,7 +94,17 @@ impl Tool {
             param_headers: Vec::new(),
             task_support: TaskSupport::Forbidden,
             task_on_promotion: false,
+            retryable: false,
         }
+    }
+
+    /// Declares that the tool may safely run again with the same arguments: when the process
+    /// running one of its tasks dies, another process (or the restarted one) re-runs it once the
+    /// task's lease lapses, up to `EngineConfig::max_attempts` starts in all. Tools with side
+    /// effects that must not repeat stay non-retryable: their tasks end `failed` instead.
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
     }
 
     /// Declares whether the tool runs as a task (needs a server built with

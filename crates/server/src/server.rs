@@ -24,7 +24,7 @@ use crate::mrtr::StateSealer;
 use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, TaskSupport, Tool, ToolHandler};
 use crate::session::{Session, Sink};
 use crate::tasks::{self, TaskMode};
-use taskwire_engine::Engine;
+use taskwire_engine::{Engine, NewTask, TaskRecord, TaskWire};
 
 /// Builds a [`Server`].
 ///
@@ -136,7 +136,7 @@ impl ServerBuilder {
             o
         };
         let tasks = self.engine.is_some();
-        Server {
+        let server = Server {
             inner: Arc::new(Inner {
                 info: Value::Object(self.info),
                 instructions: self.instructions,
@@ -154,7 +154,14 @@ impl ServerBuilder {
                 sealer: StateSealer::random(),
                 subscribers: Mutex::new(HashMap::new()),
             }),
+        };
+        if let Some(engine) = &server.inner.engine {
+            let weak = Arc::downgrade(&server.inner);
+            engine.set_resumer(Arc::new(move |record, handle| {
+                weak.upgrade().is_some_and(|inner| Server { inner }.resume(record, handle))
+            }));
         }
+        server
     }
 }
 
@@ -818,7 +825,10 @@ impl Server {
                 let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::internal("no task engine"))?;
                 let owner = tasks::owner(&env.principal, env.session.id());
                 // Durable create: the id leaves only after the record is stored.
-                let handle = engine.create(&owner, name, ttl_ms).await.map_err(tasks::engine_error)?;
+                let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
+                let arguments = Some(Value::Object(args.clone()).to_string());
+                let new = NewTask { owner: &owner, tool: name, ttl_ms, arguments, wire };
+                let handle = engine.create_task(new).await.map_err(tasks::engine_error)?;
                 let task_env = RequestEnv {
                     session: env.session.clone(),
                     sink: None,
@@ -879,7 +889,11 @@ impl Server {
             request = &mut promotion => {
                 let ack = request.map_err(|_| ErrorObject::internal("promotion channel closed"))?;
                 let owner = tasks::owner(&env.principal, env.session.id());
-                let handle = match engine.create(&owner, &tool.name, None).await {
+                let wire = if per_request { TaskWire::Extension } else { TaskWire::Core };
+                // The arguments are not kept: the handler already consumed input inline, so a
+                // re-run could not reproduce it (such tools should not be retryable).
+                let new = NewTask { owner: &owner, tool: &tool.name, ttl_ms: None, arguments: None, wire };
+                let handle = match engine.create_task(new).await {
                     Ok(h) => h,
                     Err(e) => {
                         work_cancel.cancel();
@@ -905,6 +919,42 @@ impl Server {
                 Err(ToolError::Cancelled)
             }
         }
+    }
+
+    /// Re-runs the work of a task taken over from a dead process, if its tool is retryable: the
+    /// stored arguments, the owner's identity, the wire's semantics; nobody is connected, so
+    /// progress only updates the status message.
+    fn resume(&self, record: TaskRecord, handle: taskwire_engine::TaskHandle) -> bool {
+        let Some(tool) = self.tool(&record.tool).filter(|t| t.retryable) else { return false };
+        let Some(args) = record.arguments.as_deref().and_then(|a| serde_json::from_str::<Object>(a).ok()) else {
+            return false;
+        };
+        let Some(engine) = &self.inner.engine else { return false };
+        let per_request = record.wire == TaskWire::Extension;
+        let channel = if per_request {
+            Channel::PerRequest {
+                log_level: None,
+                answers: Object::new(),
+                client_capabilities: json!({"extensions": {meta::TASKS_EXTENSION: {}}}),
+            }
+        } else {
+            Channel::Handshake(ProtocolVersion::V2025_11_25)
+        };
+        let env = RequestEnv {
+            session: Arc::new(Session::new(Some(record.owner.scope.clone()))),
+            sink: None,
+            cancel: handle.cancellation_token().clone(),
+            principal: record.owner.principal.clone(),
+        };
+        let ctx = self.context(&Id::String(format!("resume-{}", record.id.as_str())), &Object::new(), &env, channel);
+        ctx.bind_task(handle.clone());
+        let work = self.run_handler(tool, ctx, args);
+        let grace = engine.config().cancel_grace;
+        tokio::spawn(async move {
+            let outcome = tasks::run_cancellable(work, handle.cancellation_token().clone(), grace).await;
+            tasks::finish(&handle, outcome, per_request).await;
+        });
+        true
     }
 
     /// `tasks/get|result|list|cancel` on the 2025-11-25 wire.

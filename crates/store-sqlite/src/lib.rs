@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use taskwire_engine::store::{BoxFuture, Page, StoreError, TaskStore, Update, decode_cursor, encode_cursor};
-use taskwire_engine::{Owner, TaskId, TaskRecord, TaskStatus};
+use taskwire_engine::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire};
 use tokio::sync::{mpsc, oneshot};
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -87,18 +87,27 @@ CREATE TABLE IF NOT EXISTS tasks (
     error            TEXT,              -- JSON-RPC error object
     input_requests   TEXT,              -- JSON object {key: {method, params}}
     attempt          INTEGER NOT NULL,
-    cancel_requested INTEGER NOT NULL
+    cancel_requested INTEGER NOT NULL,
+    arguments        TEXT,              -- JSON object, for a re-run after a crash
+    wire             TEXT NOT NULL CHECK (wire IN ('core', 'extension')),
+    lease_holder     TEXT,              -- the engine running the work
+    lease_until_ms   INTEGER            -- past this, the work is presumed dead
 ) STRICT;
 -- Listings: one owner's tasks in creation order.
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (principal, scope, created_at_ms, id);
 -- The sweeper: what has expired.
 CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
--- Recovery after a restart: what did not finish.
-CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (status) WHERE status IN ('working', 'input_required');
+-- Recovery: unfinished tasks by lease, to find the lapsed ones.
+CREATE INDEX IF NOT EXISTS tasks_unfinished_by_lease ON tasks (lease_until_ms) WHERE status IN ('working', 'input_required');
 "#;
 
+/// The schema version this code writes (`PRAGMA user_version`). A database of another version
+/// is refused with a message rather than misread.
+const SCHEMA_VERSION: i64 = 1;
+
 const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
-                       poll_interval_ms, result, error, input_requests, attempt, cancel_requested";
+                       poll_interval_ms, result, error, input_requests, attempt, cancel_requested, arguments, wire, \
+                       lease_holder, lease_until_ms";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -127,6 +136,19 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         input_requests: row.get(12)?,
         attempt: row.get::<_, i64>(13)? as u32,
         cancel_requested: row.get::<_, i64>(14)? != 0,
+        arguments: row.get(15)?,
+        wire: {
+            let wire: String = row.get(16)?;
+            TaskWire::parse(&wire).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    16,
+                    rusqlite::types::Type::Text,
+                    format!("unknown wire {wire}").into(),
+                )
+            })?
+        },
+        lease_holder: row.get(17)?,
+        lease_until_ms: row.get::<_, Option<i64>>(18)?.map(|t| t as u64),
     })
 }
 
@@ -145,9 +167,7 @@ impl SqliteStore {
         let open = || Connection::open(&path).map_err(|e| backend(format!("cannot open {}: {e}", path.display())));
         let writer_conn = open()?;
         configure(&writer_conn, config.synchronous).map_err(backend)?;
-        writer_conn
-            .execute_batch(SCHEMA)
-            .map_err(|e| backend(format!("cannot create the schema in {}: {e}", path.display())))?;
+        migrate(&writer_conn).map_err(|e| backend(format!("{}: {e}", path.display())))?;
         let mut readers = Vec::with_capacity(config.readers.max(1));
         for _ in 0..config.readers.max(1) {
             let c = open()?;
@@ -204,6 +224,27 @@ impl SqliteStore {
     }
 }
 
+/// Creates the schema in a new database, or checks an existing one is of this version.
+fn migrate(conn: &Connection) -> Result<(), String> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
+    match version {
+        0 => {
+            let has_tables: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+                .map_err(|e| e.to_string())?;
+            if has_tables > 0 {
+                return Err("this file holds tables that are not a taskwire task store; use another path".into());
+            }
+            conn.execute_batch(SCHEMA).map_err(|e| format!("cannot create the schema: {e}"))?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())
+        }
+        SCHEMA_VERSION => Ok(()),
+        other => Err(format!(
+            "the task store has schema version {other}, this taskwire knows version {SCHEMA_VERSION}; use a matching taskwire"
+        )),
+    }
+}
+
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -233,7 +274,8 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usi
 
 fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO tasks ({COLUMNS}, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        "INSERT INTO tasks ({COLUMNS}, expires_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
     );
     let result = txn.prepare_cached(&sql).and_then(|mut stmt| {
         stmt.execute(params![
@@ -252,6 +294,10 @@ fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
             r.input_requests,
             r.attempt as i64,
             r.cancel_requested as i64,
+            r.arguments,
+            r.wire.as_str(),
+            r.lease_holder,
+            r.lease_until_ms.map(|t| t as i64),
             r.expires_at_ms().map(|e| e as i64),
         ])
     });
@@ -363,13 +409,52 @@ impl TaskStore for SqliteStore {
         }))
     }
 
-    fn unfinished(&self, limit: usize) -> BoxFuture<'_, Result<Vec<TaskRecord>, StoreError>> {
-        Box::pin(self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM tasks WHERE status IN ('working', 'input_required') LIMIT ?1"
-            ))?;
-            let rows = stmt.query_map([limit as i64], record_from_row)?;
-            rows.collect()
+    fn claim_orphans<'a>(
+        &'a self,
+        now_ms: u64,
+        holder: &'a str,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<TaskRecord>, StoreError>> {
+        let holder = holder.to_owned();
+        // In the writer: the claim and its read are one transaction, so two engines sharing
+        // the file cannot both take a record.
+        Box::pin(self.write(move |txn| {
+            let mut stmt = txn
+                .prepare_cached(&format!(
+                    "UPDATE tasks SET lease_holder = ?1, lease_until_ms = ?2, attempt = attempt + 1 \
+                     WHERE id IN (SELECT id FROM tasks WHERE status IN ('working', 'input_required') \
+                                  AND (lease_until_ms IS NULL OR lease_until_ms < ?3) LIMIT ?4) \
+                     RETURNING {COLUMNS}"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![holder, lease_until_ms as i64, now_ms as i64, limit as i64], record_from_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        }))
+    }
+
+    fn renew_leases<'a>(
+        &'a self,
+        holder: &'a str,
+        ids: &'a [TaskId],
+        lease_until_ms: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let holder = holder.to_owned();
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        Box::pin(self.write(move |txn| {
+            let mut stmt = txn
+                .prepare_cached(
+                    "UPDATE tasks SET lease_until_ms = ?1 WHERE id = ?2 AND lease_holder = ?3 \
+                     AND status IN ('working', 'input_required')",
+                )
+                .map_err(backend)?;
+            let mut n = 0;
+            for id in &ids {
+                n += stmt.execute(params![lease_until_ms as i64, id, holder]).map_err(backend)?;
+            }
+            Ok(n)
         }))
     }
 }
