@@ -219,6 +219,14 @@ impl Context {
         let _ = sink.send(Outgoing::Message(Bytes::from(out))).await;
     }
 
+    /// Sends a notification whose params are already serialized (no related-task tagging).
+    pub(crate) async fn notify_raw(&self, method: &str, params_json: &str) {
+        let Some(sink) = self.sink() else { return };
+        let mut out = Vec::with_capacity(params_json.len() + 64);
+        jsonrpc::write_notification(&mut out, method, params_json);
+        let _ = sink.send(Outgoing::Message(Bytes::from(out))).await;
+    }
+
     fn sink(&self) -> Option<Sink> {
         // A task outlives the request that created it: its messages use the session's stream.
         if self.0.task.get().is_some() {

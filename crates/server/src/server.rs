@@ -590,6 +590,9 @@ impl Server {
         meta: PerRequestMeta,
         env: &RequestEnv,
     ) -> Result<String, ToolError> {
+        if method == "subscriptions/listen" {
+            return self.listen(id, &params, &meta, env).await;
+        }
         if REMOVED_IN_2026.contains(&method) {
             return Err(ErrorObject::new(
                 codes::METHOD_NOT_FOUND,
@@ -847,6 +850,9 @@ impl Server {
                 if as_job {
                     return Ok(crate::jobs::job_started(&created).into_value());
                 }
+                if wire == TaskWire::Core {
+                    tasks::notify_status_changes(engine.clone(), owner, created.id.clone(), env.session.clone());
+                }
                 Ok(tasks::create_task_result(&created, per_request))
             }
             TaskMode::OnPromotion => self.call_until_promoted(id, tool, params, args, env, channel).await,
@@ -955,6 +961,64 @@ impl Server {
             tasks::finish(&handle, outcome, per_request).await;
         });
         true
+    }
+
+    /// `subscriptions/listen` (2026-07-28): acknowledges the subset of the requested
+    /// notifications this server honours (task ids the caller may see; no list-change
+    /// notifications, which this server does not declare), then sends `notifications/tasks` on
+    /// every status change of those tasks, each tagged with the subscription id. The listen ends
+    /// with a complete result once every subscribed task has ended, or when the client closes.
+    async fn listen(
+        &self,
+        id: &Id,
+        params: &Object,
+        meta: &PerRequestMeta,
+        env: &RequestEnv,
+    ) -> Result<String, ToolError> {
+        let filter = params.get("notifications").and_then(Value::as_object).ok_or_else(|| {
+            ErrorObject::invalid_params("subscriptions/listen needs params.notifications (an object)")
+        })?;
+        let asked: Vec<String> = match filter.get("taskIds") {
+            None => Vec::new(),
+            Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params("notifications.taskIds must be an array of task ids").into());
+            }
+        };
+        if !asked.is_empty() && !tasks::declares_tasks(&meta.client_capabilities) {
+            return Err(tasks::tasks_capability_required().into());
+        }
+        let subscription = serde_json::to_value(id).unwrap_or(Value::Null);
+        let owner = tasks::owner(&env.principal, env.session.id());
+        let mut watched = Vec::new();
+        if let Some(engine) = &self.inner.engine {
+            for task_id in asked {
+                let task_id = taskwire_engine::TaskId::from_wire(&task_id);
+                if engine.get(&owner, &task_id).await.is_ok() {
+                    watched.push(task_id);
+                }
+            }
+        }
+        let tag = json!({ meta::SUBSCRIPTION_ID: subscription });
+        let ack = json!({
+            "notifications": {"taskIds": watched.iter().map(|t| t.as_str()).collect::<Vec<_>>()},
+            "_meta": tag,
+        });
+        let ctx = self.context(
+            id,
+            params,
+            env,
+            Channel::PerRequest {
+                log_level: None,
+                answers: Object::new(),
+                client_capabilities: meta.client_capabilities.clone(),
+            },
+        );
+        ctx.notify("notifications/subscriptions/acknowledged", &ack).await;
+        if let Some(engine) = &self.inner.engine {
+            tasks::stream_task_notifications(engine, &owner, watched, &tag, &ctx, &env.cancel).await?;
+        }
+        Ok(self.finish_per_request(json!({"_meta": tag}), false))
     }
 
     /// `tasks/get|result|list|cancel` on the 2025-11-25 wire.

@@ -239,6 +239,104 @@ pub(crate) fn engine_error(e: EngineError) -> ToolError {
     }
 }
 
+/// Sends `notifications/tasks/status` (2025-11-25) on the session's standalone stream whenever
+/// the task's status changes, until it ends. Optional for clients, which poll anyway.
+pub(crate) fn notify_status_changes(
+    engine: taskwire_engine::Engine,
+    owner: Owner,
+    id: TaskId,
+    session: std::sync::Arc<crate::session::Session>,
+) {
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            // Subscribe before reading, so that no change slips between the two.
+            let changes = engine.watch(&id);
+            let Ok(record) = engine.get(&owner, &id).await else { return };
+            if last != Some(record.status) {
+                last = Some(record.status);
+                if let Some(sink) = session.standalone() {
+                    let mut out = Vec::with_capacity(256);
+                    taskwire_protocol::jsonrpc::write_notification(
+                        &mut out,
+                        "notifications/tasks/status",
+                        &legacy_task(&record).to_string(),
+                    );
+                    let _ = sink.send(crate::session::Outgoing::Message(out.into())).await;
+                }
+            }
+            if record.status.is_terminal() {
+                return;
+            }
+            match changes {
+                Some(mut rx) => {
+                    let _ = rx.changed().await;
+                }
+                None => return,
+            }
+        }
+    });
+}
+
+/// Sends `notifications/tasks` (2026-07-28) for `ids` on the listen request's stream on every
+/// status change, until every task has ended or the client goes away.
+pub(crate) async fn stream_task_notifications(
+    engine: &taskwire_engine::Engine,
+    owner: &Owner,
+    ids: Vec<TaskId>,
+    tag: &Value,
+    ctx: &crate::context::Context,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), ToolError> {
+    let mut last: std::collections::HashMap<TaskId, TaskStatus> = std::collections::HashMap::new();
+    let mut open = ids;
+    while !open.is_empty() {
+        let mut waits = Vec::new();
+        let mut still_open = Vec::new();
+        for id in open {
+            let changes = engine.watch(&id);
+            let Ok(record) = engine.get(owner, &id).await else { continue };
+            if last.get(&id) != Some(&record.status) {
+                last.insert(id.clone(), record.status);
+                let (mut task, raw) = detailed_task(&record);
+                task["_meta"] = tag.clone();
+                let mut params = task.to_string();
+                if let Some(raw) = raw {
+                    splice_raw(&mut params, "result", raw);
+                }
+                ctx.notify_raw("notifications/tasks", &params).await;
+            }
+            if !record.status.is_terminal() {
+                if let Some(mut rx) = changes {
+                    waits.push(Box::pin(async move {
+                        let _ = rx.changed().await;
+                    })
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+                }
+                still_open.push(id);
+            }
+        }
+        open = still_open;
+        if open.is_empty() {
+            break;
+        }
+        // A task run by another process has no local watch: poll it now and then.
+        let any_change = async {
+            if waits.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            } else {
+                futures_util::future::select_all(waits).await;
+            }
+        };
+        tokio::select! {
+            _ = any_change => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = cancel.cancelled() => return Err(ToolError::Cancelled),
+        }
+    }
+    Ok(())
+}
+
 /// The owner of tasks created or read by a request.
 pub(crate) fn owner(principal: &Option<String>, scope: Option<&str>) -> Owner {
     Owner { principal: principal.clone(), scope: scope.unwrap_or_default().to_owned() }
