@@ -2,6 +2,8 @@
 # Interop tests: real MCP clients against the taskwire fixture server, over stdio and Streamable HTTP.
 #   - TypeScript SDK @modelcontextprotocol/sdk 1.32.2 (node:test)   -> ts/clients.test.mjs
 #       + 2025-11-25 tasks through its experimental task client       -> ts/tasks.test.mjs
+#   - mcpdo (@modelcontextprotocol/inspector 2.12.0): tools/call --task,
+#       legacy + modern era, HTTP + stdio, wire-tapped                -> ts/mcpdo.test.mjs
 #   - Python mcp 2.3.0, auto and legacy modes (pytest)              -> python/test_clients.py
 #       + 2026-07-28 tasks extension over raw JSON-RPC (HTTP, stdio)  -> python/test_tasks_modern.py
 #

@@ -60,3 +60,54 @@ async fn a_handler_that_ignores_cancellation_is_aborted_after_the_grace_period()
     assert_eq!(tokio::time::timeout(limit, rx.recv()).await.unwrap(), Some("dropped"), "then aborted, cleanup ran");
     assert_eq!(engine.get(&owner, &id).await.unwrap().status, TaskStatus::Cancelled);
 }
+
+/// A blocking handler runs as a task off the reactor, reports progress into the status message,
+/// and sees cancellation as a flag it checks between steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_handler_runs_as_a_task_and_sees_the_cancellation_flag() {
+    let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = Server::builder("t", "1")
+        .tasks(engine.clone())
+        .tool(Tool::new("crunch", "CPU work in steps.").task(TaskSupport::Optional).blocking(move |ctx, args| {
+            let steps = args.get("steps").and_then(|s| s.as_u64()).unwrap_or(1);
+            for step in 0..steps {
+                if ctx.is_cancelled() {
+                    let _ = tx.send(step);
+                    return Err(taskwire_server::ToolError::Cancelled);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(ToolOutput::text(format!("crunched {steps} steps")))
+        }))
+        .build();
+    let call = |steps: u64| {
+        let server = server.clone();
+        async move {
+            let session = Arc::new(Session::new(Some("s1".into())));
+            session.set_negotiated(taskwire_protocol::ProtocolVersion::V2025_11_25, serde_json::json!({}));
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"crunch","arguments":{{"steps":{steps}}},"task":{{}}}}}}"#
+            );
+            let Message::Request(req) = Message::parse(body.as_bytes()).unwrap() else { unreachable!() };
+            let env = RequestEnv { session, sink: None, cancel: Default::default(), principal: None };
+            let reply = server.run(server.prepare(req, None).unwrap(), env).await;
+            let v: serde_json::Value = serde_json::from_slice(&reply.to_bytes().unwrap()).unwrap();
+            TaskId::from_wire(v["result"]["task"]["taskId"].as_str().unwrap())
+        }
+    };
+    let owner = Owner::anonymous("s1");
+    let quick = call(3).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while engine.get(&owner, &quick).await.unwrap().status != TaskStatus::Completed {
+        assert!(tokio::time::Instant::now() < deadline, "the blocking task did not complete");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(engine.get(&owner, &quick).await.unwrap().result.unwrap().contains("crunched 3 steps"));
+    let long = call(10_000).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine.cancel(&owner, &long).await.unwrap();
+    let stopped_at = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    assert!(stopped_at < 10_000, "the handler saw the flag and stopped early");
+    assert_eq!(engine.get(&owner, &long).await.unwrap().status, TaskStatus::Cancelled);
+}
