@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark driver: taskwire against rmcp, the TypeScript SDK, FastMCP and a bare
+axum echo, on the same machine in one run. Writes results/*.jsonl and BENCHMARKS.md.
+
+Every server is pinned to CPU 0 and the load generator (wrk) to CPU 1. Repetitions are
+interleaved (each repetition runs every server at every concurrency), so machine noise hits all
+servers alike; tables report medians, and every throughput also as a ratio to the bare server
+measured in the same repetition.
+
+usage: drive.py [--reps N] [--seconds S] [--quick]     (run through bench/run.sh)
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics as st
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PEERS = f"{HERE}/peers/rust/target/release"
+OURS = f"{ROOT}/target/release/taskwire-fixtures"
+NODE = "node"
+PY = f"{HERE}/peers/py/.venv/bin/python"
+TS = f"{HERE}/peers/ts/server.mjs"
+FAST = f"{HERE}/peers/py/fast.py"
+LUA = f"{HERE}/load/call.lua"
+
+# name, port, kind (stateless | session | modern), command
+HTTP_SERVERS = [
+    ("bare-raw", 8100, "stateless", [f"{PEERS}/bare", "raw", "8100"]),
+    ("bare-jsonrpc", 8101, "stateless", [f"{PEERS}/bare", "jsonrpc", "8101"]),
+    ("taskwire", 8110, "stateless", [OURS, "--http", "127.0.0.1:8110", "--stateless"]),
+    ("taskwire-session", 8111, "session", [OURS, "--http", "127.0.0.1:8111"]),
+    ("taskwire-2026", 8112, "modern", [OURS, "--http", "127.0.0.1:8112", "--stateless"]),
+    ("rmcp", 8120, "stateless", [f"{PEERS}/taskwire-bench-peers", "http", "8120"]),
+    ("rmcp-session", 8121, "session", [f"{PEERS}/taskwire-bench-peers", "http", "8121", "--stateful"]),
+    ("rmcp-2026", 8122, "modern", [f"{PEERS}/taskwire-bench-peers", "http", "8122"]),
+    ("ts-sdk", 8130, "stateless", [NODE, TS, "http", "8130"]),
+    ("ts-sdk-session", 8131, "session", [NODE, TS, "http", "8131", "--stateful"]),
+    ("fastmcp", 8140, "stateless", [PY, FAST, "http", "8140"]),
+    ("fastmcp-session", 8141, "session", [PY, FAST, "http", "8141", "--stateful"]),
+    ("fastmcp-2026", 8142, "modern", [PY, FAST, "http", "8142"]),
+]
+STDIO_SERVERS = [  # name, command, calls per run
+    ("bare-stdio", [f"{PEERS}/bare", "stdio"], 20000),
+    ("taskwire", [OURS, "--stdio"], 20000),
+    ("rmcp", [f"{PEERS}/taskwire-bench-peers", "stdio"], 20000),
+    ("ts-sdk", [NODE, TS, "stdio"], 10000),
+    ("fastmcp", [PY, FAST, "stdio"], 2000),
+]
+READY_SERVERS = [  # name, port, command
+    ("bare-raw", 8150, [f"{PEERS}/bare", "raw", "8150"]),
+    ("taskwire", 8151, [OURS, "--http", "127.0.0.1:8151", "--stateless"]),
+    ("rmcp", 8152, [f"{PEERS}/taskwire-bench-peers", "http", "8152"]),
+    ("ts-sdk", 8153, [NODE, TS, "http", "8153"]),
+    ("fastmcp", 8154, [PY, FAST, "http", "8154"]),
+]
+CONCURRENCY = (1, 16, 64)
+HEADERS = ["-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream"]
+
+rows = []
+
+
+def emit(**kw):
+    rows.append(kw)
+    print(json.dumps(kw), flush=True)
+
+
+def proc_status(pid, key):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def curl(url, body, headers=()):
+    cmd = ["curl", "-s", "-m", "5", "-D", "-", "-X", "POST", url] + HEADERS + list(headers) + ["-d", body]
+    return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+
+def wrk(url, c, seconds, tool="echo", sid="", modern=False, version="2025-06-18"):
+    env = dict(os.environ, TOOL=tool, SLEEP="10", SID=sid, MODERN="1" if modern else "0", VERSION=version)
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{c}", f"-d{seconds}s", "--timeout", "5s", "-s", LUA, url],
+        env=env, capture_output=True, text=True).stdout
+    m = re.search(r"RESULT rps=([\d.]+) p50_us=(\d+) p99_us=(\d+) n=(\d+) non2xx=(\d+) errs=(\d+)", out)
+    if not m:
+        raise SystemExit(f"wrk produced no result for {url}: {out}")
+    return dict(rps=float(m[1]), p50_us=int(m[2]), p99_us=int(m[3]), n=int(m[4]), non2xx=int(m[5]), errs=int(m[6]))
+
+
+def start_http(name, port, kind, cmd):
+    url = f"http://127.0.0.1:{port}/mcp"
+    p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(1200):
+        if subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "1", url]).returncode == 0:
+            break
+        time.sleep(0.05)
+    sid, version = "", "2025-06-18"
+    if kind == "session":
+        version = "2025-11-25"
+        head = curl(url, '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+                         '"capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}')
+        sid = next(l.split(":", 1)[1].strip() for l in head.splitlines() if l.lower().startswith("mcp-session-id"))
+        curl(url, '{"jsonrpc":"2.0","method":"notifications/initialized"}',
+             ["-H", f"Mcp-Session-Id: {sid}", "-H", f"MCP-Protocol-Version: {version}"])
+    # Correctness first: every server must really echo before it is measured.
+    if kind == "modern":
+        meta = ('"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+                '"io.modelcontextprotocol/clientCapabilities":{}}')
+        probe = curl(url, '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo",'
+                          '"arguments":{"text":"probe-ok"},' + meta + '}}',
+                     ["-H", "MCP-Protocol-Version: 2026-07-28", "-H", "Mcp-Method: tools/call", "-H", "Mcp-Name: echo"])
+    else:
+        extra = ["-H", f"MCP-Protocol-Version: {version}"] + (["-H", f"Mcp-Session-Id: {sid}"] if sid else [])
+        probe = curl(url, '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"probe-ok"}}}', extra)
+    if "probe-ok" not in probe:
+        p.terminate()
+        raise SystemExit(f"{name} did not echo: {probe}")
+    time.sleep(1)
+    emit(kind="idle", server=name, rss_kb=proc_status(p.pid, "VmRSS:"))
+    return dict(proc=p, url=url, sid=sid, modern=kind == "modern", version=version)
+
+
+def run_http(reps, seconds, only):
+    servers = {}
+    for name, port, kind, cmd in HTTP_SERVERS:
+        if only and name not in only:
+            continue
+        servers[name] = start_http(name, port, kind, cmd)
+    for s in servers.values():  # warm-up
+        wrk(s["url"], 16, 2, sid=s["sid"], modern=s["modern"], version=s["version"])
+    for rep in range(reps):
+        for name, s in servers.items():
+            for c in CONCURRENCY:
+                emit(kind="echo", server=name, c=c, rep=rep,
+                     **wrk(s["url"], c, seconds, sid=s["sid"], modern=s["modern"], version=s["version"]))
+    for name, s in servers.items():
+        emit(kind="peak", server=name, hwm_kb=proc_status(s["proc"].pid, "VmHWM:"))
+    for rep in range(min(reps, 3)):
+        for name, s in servers.items():
+            if not name.startswith("bare"):
+                emit(kind="sleep10", server=name, rep=rep,
+                     **wrk(s["url"], 64, seconds, tool="sleep_ms", sid=s["sid"], modern=s["modern"], version=s["version"]))
+    for s in servers.values():
+        s["proc"].terminate()
+        s["proc"].wait()
+
+
+def run_stdio(reps, only):
+    for rep in range(reps):
+        for name, cmd, n in STDIO_SERVERS:
+            if only and name not in only and name != "bare-stdio":
+                continue
+            for window in (1, 16):
+                out = subprocess.run(["taskset", "-c", "1", f"{PEERS}/stdiobench", str(n), str(window), "--",
+                                      "taskset", "-c", "0"] + cmd, capture_output=True, text=True, timeout=600).stdout
+                d = {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
+                emit(kind="stdio", server=name, window=window, rep=rep, **d)
+
+
+def run_ready(reps, only):
+    for rep in range(reps):
+        for name, port, cmd in READY_SERVERS:
+            if only and name not in only and name != "bare-raw":
+                continue
+            out = subprocess.run(["taskset", "-c", "1", f"{PEERS}/ready", str(port), "--", "taskset", "-c", "0"] + cmd,
+                                 capture_output=True, text=True, timeout=120).stdout
+            d = {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
+            emit(kind="ready", server=name, rep=rep, **d)
+
+
+def med(values):
+    return st.median(values) if values else float("nan")
+
+
+def machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return f"{os.cpu_count()} × {model}, {mem / 1048576:.0f} GiB, Linux {platform.release()}"
+
+
+def report(args):
+    echo = {}
+    for r in rows:
+        if r["kind"] == "echo":
+            echo.setdefault((r["server"], r["c"]), []).append(r)
+    bare = {(r["c"], r["rep"]): r["rps"] for r in rows if r["kind"] == "echo" and r["server"] == "bare-raw"}
+
+    def ratio(server, c):
+        return med([r["rps"] / bare[(c, r["rep"])] for r in echo.get((server, c), []) if (c, r["rep"]) in bare])
+
+    def rps(server, c):
+        return med([r["rps"] for r in echo.get((server, c), [])])
+
+    def p99(server, c):
+        return med([r["p99_us"] for r in echo.get((server, c), [])]) / 1000
+
+    idle = {r["server"]: r["rss_kb"] / 1024 for r in rows if r["kind"] == "idle"}
+    peak = {r["server"]: r["hwm_kb"] / 1024 for r in rows if r["kind"] == "peak"}
+    servers = list(dict.fromkeys(r["server"] for r in rows if r["kind"] == "echo"))
+    lines = ["# Benchmarks", "",
+             "Generated by `bench/run.sh`; do not edit by hand. Every figure comes from the run described here.", "",
+             f"- **When**: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             f"- **Machine**: {machine()}; load average before the run: {args.loadavg}",
+             f"- **Command**: `bench/run.sh --reps {args.reps} --seconds {args.seconds}` "
+             f"({args.reps} interleaved repetitions of {args.seconds} s per cell; medians)",
+             "- **Setup**: every server pinned to CPU 0, wrk 4.1 (one thread) pinned to CPU 1, HTTP/1.1 keep-alive on "
+             "loopback; `tools/call echo` with a 64-character text (peers: rmcp 3.9.0, `@modelcontextprotocol/sdk` "
+             "1.32.2 on Node, FastMCP 4.1 on CPython; bare = axum echoing the body, the physical limit).",
+             "- **Modes**: *stateless* = JSON responses, no session (taskwire `--stateless`); *session* = initialize at "
+             "2025-11-25, then every call on the session (SSE responses); *2026* = the 2026-07-28 wire (per-request "
+             "`_meta`, `Mcp-Method`/`Mcp-Name`).", "",
+             "## Streamable HTTP `tools/call`", "",
+             "| server | c | req/s | p50 ms | p99 ms | % of bare | errors |", "|---|---|---|---|---|---|---|"]
+    for s in servers:
+        for c in CONCURRENCY:
+            v = echo.get((s, c), [])
+            if not v:
+                continue
+            errs = sum(x["non2xx"] + x["errs"] for x in v)
+            lines.append(f"| {s} | {c} | {rps(s, c):,.0f} | {med([x['p50_us'] for x in v]) / 1000:.2f} | "
+                         f"{p99(s, c):.2f} | {100 * ratio(s, c):.1f} % | {errs} |")
+    sleep = {}
+    for r in rows:
+        if r["kind"] == "sleep10":
+            sleep.setdefault(r["server"], []).append(r)
+    lines += ["", "## Concurrency and footprint", "",
+              "| server | `sleep_ms(10)` at c=64, req/s (ideal 6,400) | p50 ms | p99 ms | RSS idle MiB | RSS peak MiB |",
+              "|---|---|---|---|---|---|"]
+    for s in servers:
+        v = sleep.get(s, [])
+        sl = (f"{med([x['rps'] for x in v]):,.0f} | {med([x['p50_us'] for x in v]) / 1000:.1f} | "
+              f"{med([x['p99_us'] for x in v]) / 1000:.1f}") if v else "– | – | –"
+        lines.append(f"| {s} | {sl} | {idle.get(s, 0):.1f} | {peak.get(s, 0):.1f} |")
+    stdio = {}
+    for r in rows:
+        if r["kind"] == "stdio":
+            stdio.setdefault((r["server"], int(r["window"])), []).append(r)
+    bare_stdio = {(int(r["window"]), r["rep"]): r["rps"] for r in rows if r["kind"] == "stdio" and r["server"] == "bare-stdio"}
+
+    def stdio_ratio(s, w):
+        return med([r["rps"] / bare_stdio[(w, r["rep"])] for r in stdio.get((s, w), []) if (w, r["rep"]) in bare_stdio])
+
+    lines += ["", "## stdio `tools/call` round trips", "",
+              "| server | in flight | calls/s | p50 µs | p99 µs | % of bare pipe loop |", "|---|---|---|---|---|---|"]
+    for (s, w), v in stdio.items():
+        lines.append(f"| {s} | {w} | {med([x['rps'] for x in v]):,.0f} | {med([x['p50_us'] for x in v]):.0f} | "
+                     f"{med([x['p99_us'] for x in v]):.0f} | {100 * stdio_ratio(s, w):.1f} % |")
+    ready = {}
+    for r in rows:
+        if r["kind"] == "ready":
+            ready.setdefault(r["server"], []).append(r)
+    lines += ["", "## Start to first answered call (HTTP)", "", "| server | ms | RSS after the call MiB |", "|---|---|---|"]
+    for s, v in ready.items():
+        lines.append(f"| {s} | {med([x['ready_ms'] for x in v]):.1f} | {med([x['rss_kb'] for x in v]) / 1024:.1f} |")
+
+    def verdict(ok):
+        return "**met**" if ok else "**not met**"
+
+    tw = "taskwire"
+    http_ok = all(ratio(tw, c) >= 0.60 for c in (16, 64))
+    vs_rmcp = min(rps(tw, c) / rps("rmcp", c) for c in (16, 64)) if ("rmcp", 16) in echo else float("nan")
+    modes = {m: min(rps(m, c) / rps(tw, c) for c in (16, 64)) for m in ("taskwire-session", "taskwire-2026") if (m, 16) in echo}
+    sl = med([x["rps"] for x in sleep.get(tw, [])])
+    lines += ["", "## Targets (issue 3)", "", "| target | measured | status |", "|---|---|---|",
+              f"| HTTP `tools/call` ≥ 60 % of bare at c=16 and 64 | {100 * ratio(tw, 16):.0f} % / {100 * ratio(tw, 64):.0f} % | {verdict(http_ok)} |",
+              f"| ≥ 2× rmcp at c=16 and 64 | {vs_rmcp:.2f}× | {verdict(vs_rmcp >= 2)} |",
+              f"| p99 ≤ 2 ms at c=64 | {p99(tw, 64):.2f} ms | {verdict(p99(tw, 64) <= 2)} |"]
+    for m, r in modes.items():
+        lines.append(f"| {m} within 10 % of stateless JSON | {100 * r:.0f} % of it | {verdict(r >= 0.9)} |")
+    if stdio:
+        s1, s16 = stdio_ratio(tw, 1), stdio_ratio(tw, 16)
+        lines.append(f"| stdio ≥ 95 % of a bare pipe loop, one call at a time | {100 * s1:.0f} % | {verdict(s1 >= 0.95)} |")
+        lines.append(f"| stdio ≥ 50 % with 16 in flight | {100 * s16:.0f} % | {verdict(s16 >= 0.5)} |")
+    lines.append(f"| `sleep_ms(10)` at c=64 ≥ 95 % of 6,400/s | {sl:,.0f}/s ({100 * sl / 6400:.0f} %) | {verdict(sl >= 0.95 * 6400)} |")
+    lines.append(f"| idle RSS ≤ 15 MiB | {idle.get(tw, 0):.1f} MiB | {verdict(idle.get(tw, 99) <= 15)} |")
+    lines.append(f"| peak RSS ≤ 20 MiB under the c=64 load | {peak.get(tw, 0):.1f} MiB | {verdict(peak.get(tw, 99) <= 20)} |")
+    if tw in ready:
+        rm = med([x["ready_ms"] for x in ready[tw]])
+        lines.append(f"| start to first answered call ≤ 10 ms | {rm:.1f} ms | {verdict(rm <= 10)} |")
+    lines.append("| an SSE call at one connection never waits on Nagle's delayed ACK | regression test "
+                 "`crates/fixtures/tests/nagle.rs` (fails at 44 ms median without TCP_NODELAY) | **met** (tested in CI) |")
+    lines += ["", "Where a target is not met, see *What is not met and why* below (kept by hand in "
+              "`bench/NOTES.md`, appended verbatim)."]
+    notes = f"{HERE}/NOTES.md"
+    if os.path.exists(notes):
+        lines += ["", open(notes).read().rstrip()]
+    lines += ["", "## Micro-benchmarks", "",
+              "`cargo bench -p taskwire-protocol --bench envelope` and `cargo bench -p taskwire-server --bench tools_call` "
+              "(criterion; the second prints heap allocations per in-process `tools/call` first)."]
+    with open(f"{ROOT}/BENCHMARKS.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated server names (bare servers always run)")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: http,stdio,ready")
+    args = ap.parse_args()
+    args.loadavg = open("/proc/loadavg").read().split()[0]
+    only = set(filter(None, args.only.split(","))) | ({"bare-raw", "bare-jsonrpc"} if args.only else set())
+    skip = set(filter(None, args.skip.split(",")))
+    os.makedirs(f"{HERE}/results", exist_ok=True)
+    if "http" not in skip:
+        run_http(args.reps, args.seconds, only)
+    if "stdio" not in skip:
+        run_stdio(args.reps, only)
+    if "ready" not in skip:
+        run_ready(max(args.reps, 5), only)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    with open(f"{HERE}/results/{stamp}.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    report(args)
+    print(f"wrote BENCHMARKS.md and bench/results/{stamp}.jsonl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
