@@ -79,10 +79,7 @@ impl Context {
     /// Who is calling: the authenticated principal, else the session or connection (the owner
     /// of the tasks this request creates or may list).
     pub fn owner(&self) -> taskwire_engine::Owner {
-        taskwire_engine::Owner {
-            principal: self.0.principal.clone(),
-            scope: self.0.session.id().unwrap_or_default().to_owned(),
-        }
+        taskwire_engine::Owner { principal: self.0.principal.clone(), scope: self.0.session.scope().to_owned() }
     }
 
     pub(crate) fn allow_promotion(&self) -> oneshot::Receiver<PromoteRequest> {

@@ -136,6 +136,8 @@ impl ServerBuilder {
             o
         };
         let tasks = self.engine.is_some();
+        let info = Value::Object(self.info.clone());
+        let complete_members = format!(r#""resultType":"complete","_meta":{}"#, json!({ meta::SERVER_INFO: info }));
         let server = Server {
             inner: Arc::new(Inner {
                 info: Value::Object(self.info),
@@ -145,6 +147,8 @@ impl ServerBuilder {
                 tools_list: list(false),
                 engine: self.engine,
                 job_control,
+                complete_members: complete_members.clone(),
+                cacheable_members: format!(r#"{complete_members},"ttlMs":0,"cacheScope":"private""#),
                 tools: self.tools,
                 resources: self.resources,
                 templates: self.templates,
@@ -182,6 +186,10 @@ struct Inner {
     sealer: StateSealer,
     /// Sessions subscribed to each resource URI (weak: a closed session unsubscribes itself).
     subscribers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
+    /// `"resultType":"complete","_meta":{serverInfo}`, serialized once.
+    complete_members: String,
+    /// The same plus the cache hints of cacheable results.
+    cacheable_members: String,
 }
 
 /// An MCP server. Cheap to clone.
@@ -674,6 +682,18 @@ impl Server {
     /// Adds what every 2026-07-28 result carries: `resultType`, the server's identity, and cache
     /// hints on cacheable results.
     fn finish_per_request(&self, mut result: Value, cacheable: bool) -> String {
+        // Hot path (most tool results): nothing to merge, so append the members to the
+        // serialized text instead of rebuilding the object with a cloned server identity.
+        if let Value::Object(o) = &result
+            && !o.contains_key("resultType")
+            && !o.contains_key("_meta")
+            && !(cacheable && (o.contains_key("ttlMs") || o.contains_key("cacheScope")))
+        {
+            let mut json = result.to_string();
+            let members = if cacheable { &self.inner.cacheable_members } else { &self.inner.complete_members };
+            tasks::append_members(&mut json, members);
+            return json;
+        }
         if let Value::Object(o) = &mut result {
             o.entry("resultType").or_insert_with(|| json!("complete"));
             if cacheable {
@@ -826,7 +846,7 @@ impl Server {
             TaskMode::Immediate { ttl_ms } | TaskMode::Job { ttl_ms } => {
                 let as_job = matches!(mode, TaskMode::Job { .. });
                 let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::internal("no task engine"))?;
-                let owner = tasks::owner(&env.principal, env.session.id());
+                let owner = tasks::owner(&env.principal, Some(env.session.scope()));
                 // Durable create: the id leaves only after the record is stored.
                 let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
                 let arguments = Some(Value::Object(args.clone()).to_string());
@@ -894,7 +914,7 @@ impl Server {
             }
             request = &mut promotion => {
                 let ack = request.map_err(|_| ErrorObject::internal("promotion channel closed"))?;
-                let owner = tasks::owner(&env.principal, env.session.id());
+                let owner = tasks::owner(&env.principal, Some(env.session.scope()));
                 let wire = if per_request { TaskWire::Extension } else { TaskWire::Core };
                 // The arguments are not kept: the handler already consumed input inline, so a
                 // re-run could not reproduce it (such tools should not be retryable).
@@ -989,7 +1009,7 @@ impl Server {
             return Err(tasks::tasks_capability_required().into());
         }
         let subscription = serde_json::to_value(id).unwrap_or(Value::Null);
-        let owner = tasks::owner(&env.principal, env.session.id());
+        let owner = tasks::owner(&env.principal, Some(env.session.scope()));
         let mut watched = Vec::new();
         if let Some(engine) = &self.inner.engine {
             for task_id in asked {
@@ -1031,7 +1051,7 @@ impl Server {
         version: ProtocolVersion,
     ) -> Result<String, ToolError> {
         let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
-        let owner = tasks::owner(&env.principal, env.session.id());
+        let owner = tasks::owner(&env.principal, Some(env.session.scope()));
         let result = match method {
             "tasks/list" => {
                 let cursor = match params.get("cursor") {
@@ -1152,7 +1172,7 @@ impl Server {
         env: &RequestEnv,
     ) -> Result<(Value, Option<String>), ToolError> {
         let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
-        let owner = tasks::owner(&env.principal, env.session.id());
+        let owner = tasks::owner(&env.principal, Some(env.session.scope()));
         let task_id = tasks::task_id_param(params)?;
         match method {
             "tasks/get" => {

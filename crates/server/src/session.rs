@@ -41,6 +41,9 @@ const LEVEL_UNSET: u8 = u8::MAX;
 #[derive(Debug, Default)]
 pub struct Session {
     id: Option<String>,
+    /// A unique scope for a session without an id, made only when first needed (it costs a
+    /// random id, and most requests create or list no task).
+    lazy_scope: std::sync::OnceLock<String>,
     negotiated: Mutex<Option<ProtocolVersion>>,
     client_capabilities: Mutex<Value>,
     initialized: AtomicBool,
@@ -70,6 +73,15 @@ impl Session {
     /// The session id, if any.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// What scopes unauthenticated task listings: the session id, or a unique value for a
+    /// session without one (so that its tasks are listed to nobody else).
+    pub fn scope(&self) -> &str {
+        match &self.id {
+            Some(id) => id,
+            None => self.lazy_scope.get_or_init(|| format!("anonymous-{}", uuid::Uuid::new_v4().simple())),
+        }
     }
 
     /// The negotiated version, once `initialize` succeeded.

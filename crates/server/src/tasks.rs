@@ -127,14 +127,17 @@ fn parse_raw(text: &str) -> Value {
 /// Adds `"key": raw` to a serialized JSON object without re-encoding `raw`: stored results
 /// reach the client byte for byte as the tool produced them.
 pub(crate) fn splice_raw(object_json: &mut String, key: &str, raw: &str) {
+    append_members(object_json, &format!("{}:{raw}", Value::String(key.to_owned())));
+}
+
+/// Appends already-serialized members (`"a":1,"b":2`) to a serialized JSON object.
+pub(crate) fn append_members(object_json: &mut String, members: &str) {
     if object_json.ends_with('}') {
         object_json.pop();
         if !object_json.ends_with('{') {
             object_json.push(',');
         }
-        object_json.push_str(&Value::String(key.to_owned()).to_string());
-        object_json.push(':');
-        object_json.push_str(raw);
+        object_json.push_str(members);
         object_json.push('}');
     }
 }

@@ -559,7 +559,7 @@ async fn post_request(
     };
     if prepared.era() == Era::PerRequest {
         let env = RequestEnv {
-            session: Arc::new(Session::new(Some(crate::stdio::fresh_scope()))),
+            session: Arc::new(Session::new(None)),
             sink: None,
             cancel: CancellationToken::new(),
             principal: principal.clone(),
@@ -577,7 +577,7 @@ async fn post_request(
     }
     match shared.config.sessions {
         SessionMode::Stateless => {
-            let session = Arc::new(Session::new(Some(crate::stdio::fresh_scope())));
+            let session = Arc::new(Session::new(None));
             if !is_initialize {
                 let version = header_version.unwrap_or(ProtocolVersion::HTTP_DEFAULT);
                 session.set_negotiated(version, serde_json::json!({}));
@@ -711,8 +711,9 @@ fn sse_body(
 ) -> Body {
     let stream = async_stream(move |yield_tx| async move {
         let _on_drop = on_drop;
-        let mut ticker = tokio::time::interval(keep_alive);
-        ticker.tick().await;
+        // Not `interval(..)` + a first `tick()`: tokio rounds even an immediate deadline up to its
+        // 1 ms timer tick, which would delay every SSE response by up to a millisecond.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         loop {
             tokio::select! {
                 frame = rx.recv() => match frame {

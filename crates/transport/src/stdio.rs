@@ -156,7 +156,7 @@ where
 
 /// A fresh session for one 2026-07-28 request: nothing carries over between requests.
 fn per_request_session(tx: &mpsc::Sender<Outgoing>) -> Session {
-    let s = Session::new(Some(fresh_scope()));
+    let s = Session::new(None);
     s.set_standalone(Some(tx.clone()));
     s
 }
@@ -256,9 +256,4 @@ fn push_line(buf: &mut Vec<u8>, out: Outgoing) {
         buf.extend_from_slice(&bytes);
         buf.push(b'\n');
     }
-}
-
-/// A unique scope for a request that belongs to no session.
-pub(crate) fn fresh_scope() -> String {
-    format!("request-{}", uuid::Uuid::new_v4().simple())
 }
