@@ -4,11 +4,14 @@
 local tool = os.getenv("TOOL") or "echo"
 local args
 if tool == "sleep_ms" then args = '{"ms":' .. (os.getenv("SLEEP") or "10") .. '}'
+elseif tool == "zero" then args = '{}'
 else args = '{"text":"' .. string.rep("x", 64) .. '"}' end
+-- TASKS=1: the request declares the tasks extension, so task-capable tools become tasks.
+local caps = os.getenv("TASKS") == "1" and '{"extensions":{"io.modelcontextprotocol/tasks":{}}}' or '{}' 
 local modern = os.getenv("MODERN") == "1"
 local meta = ''
 if modern then
-  meta = ',"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}'
+  meta = ',"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"},"io.modelcontextprotocol/clientCapabilities":' .. caps .. '}'
 end
 local pre = '{"jsonrpc":"2.0","id":'
 local post = ',"method":"tools/call","params":{"name":"' .. tool .. '","arguments":' .. args .. meta .. '}}'
