@@ -631,14 +631,17 @@ impl Server {
             return Ok(json);
         }
         let answers = self.gather_answers(method, &mut params)?;
+        // Kept for a possible InputRequiredResult: the target of the call, and every answer so
+        // far (usually none, so the copy costs nothing).
+        let target = get_str(&params, "name").or_else(|| get_str(&params, "uri")).unwrap_or_default().to_owned();
+        let previous = answers.clone();
         let channel =
             Channel::PerRequest { log_level: meta.log_level, answers, client_capabilities: meta.client_capabilities };
-        match self.run_common(id, method, params.clone(), env, channel, Era::PerRequest).await {
+        match self.run_common(id, method, params, env, channel, Era::PerRequest).await {
             Err(ToolError::InputRequired(requests)) => {
                 // Everything answered so far travels sealed in requestState, so the retry can
                 // be served by any process without server-side memory.
-                let previous = self.gather_answers(method, &mut params).unwrap_or_default();
-                let target = get_str(&params, "name").or_else(|| get_str(&params, "uri")).unwrap_or_default();
+                let target = target.as_str();
                 let mut input_requests = Object::new();
                 for r in requests {
                     input_requests.insert(r.key, json!({"method": r.method, "params": r.params}));
