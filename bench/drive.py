@@ -426,10 +426,14 @@ def main():
     args.loadavg = open("/proc/loadavg").read().split()[0]
     SECONDS[0] = args.seconds
     if args.report_from:
+        # A later file replaces the same sections (row kinds) of earlier ones, so one section can
+        # be measured again without repeating the whole run.
         saved = []
         for path in args.report_from.split(","):
             with open(path) as f:
-                saved += [json.loads(line) for line in f]
+                newer = [json.loads(line) for line in f]
+            kinds = {r["kind"] for r in newer} - {"run"}
+            saved = [r for r in saved if r["kind"] not in kinds] + newer
         args.sources = ", ".join(f"`bench/results/{os.path.basename(p)}`" for p in args.report_from.split(","))
         meta = next((r for r in saved if r.get("kind") == "run"), {})
         args.reps, args.seconds, args.loadavg = meta.get("reps", args.reps), meta.get("seconds", args.seconds), meta.get("loadavg", "?")

@@ -111,7 +111,7 @@ where
                         }
                         let (server, session, tx, pinned) =
                             (server.clone(), session.clone(), tx.clone(), pinned.clone());
-                        let work = async move {
+                        tracker.spawn(async move {
                             let cancel = CancellationToken::new();
                             let id = prepared.id().clone();
                             // Requests of both eras are cancelled through the connection's
@@ -140,15 +140,7 @@ where
                             if let Some(bytes) = reply.to_bytes() {
                                 let _ = tx.send(Outgoing::Message(Bytes::from(bytes))).await;
                             }
-                        };
-                        // Most requests finish without waiting (ping, lists, quick tools): one poll
-                        // here answers them without a task of their own. Anything still pending
-                        // becomes a task, so a slow tool never holds up the next line; tokio polls
-                        // a new task at once, so it registers its own waker.
-                        let mut work = Box::pin(work);
-                        if futures_util::poll!(&mut work).is_pending() {
-                            tracker.spawn(work);
-                        }
+                        });
                     }
                 }
             }
