@@ -86,8 +86,10 @@ def curl(url, body, headers=()):
     return subprocess.run(cmd, capture_output=True, text=True).stdout
 
 
-def wrk(url, c, seconds, tool="echo", sid="", modern=False, version="2025-06-18"):
-    env = dict(os.environ, TOOL=tool, SLEEP="10", SID=sid, MODERN="1" if modern else "0", VERSION=version)
+def wrk(url, c, seconds, tool="echo", sid="", modern=False, version="2025-06-18", tasks=False):
+    """One wrk run of `load/call.lua`; returns rps, latency percentiles, count and errors."""
+    env = dict(os.environ, TOOL=tool, SLEEP="10", SID=sid, MODERN="1" if modern else "0", VERSION=version,
+               TASKS="1" if tasks else "0")
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{c}", f"-d{seconds}s", "--timeout", "5s", "-s", LUA, url],
         env=env, capture_output=True, text=True).stdout
@@ -95,6 +97,15 @@ def wrk(url, c, seconds, tool="echo", sid="", modern=False, version="2025-06-18"
     if not m:
         raise SystemExit(f"wrk produced no result for {url}: {out}")
     return dict(rps=float(m[1]), p50_us=int(m[2]), p99_us=int(m[3]), n=int(m[4]), non2xx=int(m[5]), errs=int(m[6]))
+
+
+def by(kind, key=lambda r: r["server"]):
+    """The rows of one kind, grouped by `key`, in the order they were measured."""
+    groups = {}
+    for r in rows:
+        if r["kind"] == kind:
+            groups.setdefault(key(r), []).append(r)
+    return groups
 
 
 def start_http(name, port, kind, cmd):
@@ -204,25 +215,20 @@ def run_tasks(reps, seconds, rounds):
             out = subprocess.run(["taskset", "-c", "1", f"{PEERS}/taskbench", str(port), "2000"], capture_output=True, text=True, timeout=600).stdout
             d = {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
             emit(kind="task_latency", server=name, rep=rep, **d)
-    env = dict(os.environ, TOOL="zero", MODERN="1", TASKS="1")
     for name in ("taskwire-memory", "rmcp-taskmanager"):
-        port = procs[name][1]
+        url = f"http://127.0.0.1:{procs[name][1]}/mcp"
         retained = reps * 2020
         for r in range(rounds):
-            out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", f"-d{seconds}s", "--timeout", "5s", "-s", LUA,
-                                  f"http://127.0.0.1:{port}/mcp"], env=env, capture_output=True, text=True).stdout
-            m = re.search(r"RESULT rps=([\d.]+) p50_us=(\d+) p99_us=(\d+) n=(\d+) non2xx=(\d+) errs=(\d+)", out)
-            emit(kind="task_create", server=name, round=r, retained_before=retained, rps=float(m[1]),
-                 p50_us=int(m[2]), p99_us=int(m[3]), errors=int(m[5]) + int(m[6]))
-            retained += int(m[4])
+            w = wrk(url, 16, seconds, tool="zero", modern=True, tasks=True)
+            emit(kind="task_create", server=name, round=r, retained_before=retained, rps=w["rps"],
+                 p50_us=w["p50_us"], p99_us=w["p99_us"], errors=w["non2xx"] + w["errs"])
+            retained += w["n"]
         emit(kind="task_rss", server=name, rss_kb=proc_status(procs[name][0].pid, "VmRSS:"))
-    port = procs["taskwire-sqlite"][1]
+    url = f"http://127.0.0.1:{procs['taskwire-sqlite'][1]}/mcp"
     for rep in range(reps):
-        out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s", "--timeout", "5s", "-s", LUA,
-                              f"http://127.0.0.1:{port}/mcp"], env=env, capture_output=True, text=True).stdout
-        m = re.search(r"RESULT rps=([\d.]+) p50_us=(\d+) p99_us=(\d+) n=(\d+) non2xx=(\d+) errs=(\d+)", out)
-        emit(kind="task_durable", server="taskwire-sqlite", rep=rep, rps=float(m[1]), p50_us=int(m[2]), p99_us=int(m[3]),
-             errors=int(m[5]) + int(m[6]))
+        w = wrk(url, 64, seconds, tool="zero", modern=True, tasks=True)
+        emit(kind="task_durable", server="taskwire-sqlite", rep=rep, rps=w["rps"], p50_us=w["p50_us"],
+             p99_us=w["p99_us"], errors=w["non2xx"] + w["errs"])
     for p, _ in procs.values():
         p.terminate()
         p.wait()
@@ -230,10 +236,7 @@ def run_tasks(reps, seconds, rounds):
 
 
 def task_report(lines, verdict):
-    lat = {}
-    for r in rows:
-        if r["kind"] == "task_latency":
-            lat.setdefault(r["server"], []).append(r)
+    lat = by("task_latency")
     if not lat:
         return
     lines += ["", "## Tasks (zero-work, 2026-07-28 tasks extension)", "",
@@ -299,10 +302,7 @@ def machine():
 
 
 def report(args):
-    echo = {}
-    for r in rows:
-        if r["kind"] == "echo":
-            echo.setdefault((r["server"], r["c"]), []).append(r)
+    echo = by("echo", lambda r: (r["server"], r["c"]))
     bare = {(r["c"], r["rep"]): r["rps"] for r in rows if r["kind"] == "echo" and r["server"] == "bare-raw"}
 
     def ratio(server, c):
@@ -340,10 +340,7 @@ def report(args):
             errs = sum(x["non2xx"] + x["errs"] for x in v)
             lines.append(f"| {s} | {c} | {rps(s, c):,.0f} | {med([x['p50_us'] for x in v]) / 1000:.2f} | "
                          f"{p99(s, c):.2f} | {100 * ratio(s, c):.1f} % | {errs} |")
-    sleep = {}
-    for r in rows:
-        if r["kind"] == "sleep10":
-            sleep.setdefault(r["server"], []).append(r)
+    sleep = by("sleep10")
     lines += ["", "## Concurrency and footprint", "",
               "| server | `sleep_ms(10)` at c=64, req/s (ideal 6,400) | p50 ms | p99 ms | RSS idle MiB | RSS peak MiB |",
               "|---|---|---|---|---|---|"]
@@ -352,10 +349,7 @@ def report(args):
         sl = (f"{med([x['rps'] for x in v]):,.0f} | {med([x['p50_us'] for x in v]) / 1000:.1f} | "
               f"{med([x['p99_us'] for x in v]) / 1000:.1f}") if v else "– | – | –"
         lines.append(f"| {s} | {sl} | {idle.get(s, 0):.1f} | {peak.get(s, 0):.1f} |")
-    stdio = {}
-    for r in rows:
-        if r["kind"] == "stdio":
-            stdio.setdefault((r["server"], int(r["window"])), []).append(r)
+    stdio = by("stdio", lambda r: (r["server"], int(r["window"])))
     bare_stdio = {(int(r["window"]), r["rep"]): r["rps"] for r in rows if r["kind"] == "stdio" and r["server"] == "bare-stdio"}
 
     def stdio_ratio(s, w):
@@ -366,10 +360,7 @@ def report(args):
     for (s, w), v in stdio.items():
         lines.append(f"| {s} | {w} | {med([x['rps'] for x in v]):,.0f} | {med([x['p50_us'] for x in v]):.0f} | "
                      f"{med([x['p99_us'] for x in v]):.0f} | {100 * stdio_ratio(s, w):.1f} % |")
-    ready = {}
-    for r in rows:
-        if r["kind"] == "ready":
-            ready.setdefault(r["server"], []).append(r)
+    ready = by("ready")
     lines += ["", "## Start to first answered call (HTTP)", "", "| server | ms | RSS after the call MiB |", "|---|---|---|"]
     for s, v in ready.items():
         lines.append(f"| {s} | {med([x['ready_ms'] for x in v]):.1f} | {med([x['rss_kb'] for x in v]) / 1024:.1f} |")
