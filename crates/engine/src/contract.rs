@@ -7,7 +7,11 @@
 //! # });
 //! ```
 
-use crate::store::{StoreError, TaskStore, Update};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use crate::store::{Created, StoreError, TaskStore, Update};
 use crate::task::{Owner, TaskId, TaskRecord, TaskStatus};
 
 fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
@@ -30,6 +34,7 @@ fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
         wire: crate::task::TaskWire::Extension,
         lease_holder: Some("creator".into()),
         lease_until_ms: Some(created_at_ms + 1_000),
+        idempotency_key: None,
     }
 }
 
@@ -43,6 +48,91 @@ pub async fn run_all(store: &dyn TaskStore) {
     listings_are_scoped_and_paginated(store).await;
     expired_records_are_found_and_deleted(store).await;
     orphans_are_claimed_once(store).await;
+    idempotency_keys_return_the_live_task(store).await;
+    concurrent_creations_with_one_key_store_one_record(store).await;
+}
+
+fn keyed(owner: &Owner, created_at_ms: u64, tool: &str, key: &str) -> TaskRecord {
+    let mut r = record(owner, created_at_ms);
+    r.tool = tool.into();
+    r.idempotency_key = Some(key.into());
+    r
+}
+
+/// The same owner, tool and key gives the live record back; any other combination, or an
+/// expired twin, stores a new one.
+pub async fn idempotency_keys_return_the_live_task(store: &dyn TaskStore) {
+    let unique = TaskId::random();
+    let alice = Owner::anonymous(format!("idem-{}", unique.as_str()));
+    let now = 2_000_000_000;
+    let first = keyed(&alice, now, "deploy", "k1");
+    assert_eq!(store.create(first.clone()).await.expect("create"), Created::New);
+    match store.create(keyed(&alice, now + 5, "deploy", "k1")).await.expect("create") {
+        Created::Existing(existing) => assert_eq!(existing.id, first.id),
+        Created::New => panic!("a second task was stored under the same idempotency key"),
+    }
+    let others = [
+        keyed(&alice, now + 6, "deploy", "k2"),
+        keyed(&alice, now + 7, "build", "k1"),
+        keyed(&Owner::anonymous(format!("idem-other-{}", unique.as_str())), now + 8, "deploy", "k1"),
+    ];
+    for other in others {
+        assert_eq!(store.create(other).await.expect("create"), Created::New, "a different owner, tool or key");
+    }
+    // An authenticated owner is the principal, whatever session it calls from.
+    let principal = format!("idem-principal-{}", unique.as_str());
+    let in_one_session = Owner { principal: Some(principal.clone()), scope: "s1".into() };
+    let in_another = Owner { principal: Some(principal), scope: "s2".into() };
+    let mine = keyed(&in_one_session, now, "deploy", "k1");
+    store.create(mine.clone()).await.expect("create");
+    match store.create(keyed(&in_another, now + 1, "deploy", "k1")).await.expect("create") {
+        Created::Existing(existing) => assert_eq!(existing.id, mine.id),
+        Created::New => panic!("the same principal in another session got a second task"),
+    }
+    // Past its TTL (60 s) the key is free again, even before the sweeper deleted the record.
+    let later = keyed(&alice, now + 60_001, "deploy", "k1");
+    assert_eq!(store.create(later.clone()).await.expect("create"), Created::New);
+    match store.create(keyed(&alice, now + 60_002, "deploy", "k1")).await.expect("create") {
+        Created::Existing(existing) => assert_eq!(existing.id, later.id),
+        Created::New => panic!("the replacement is not found by its key"),
+    }
+}
+
+/// Twenty creations racing with one key store exactly one record and all name it.
+pub async fn concurrent_creations_with_one_key_store_one_record(store: &dyn TaskStore) {
+    let owner = Owner::anonymous(format!("idem-race-{}", TaskId::random().as_str()));
+    let attempts: Vec<TaskRecord> = (0..20).map(|i| keyed(&owner, 2_000_000_000 + i, "deploy", "race")).collect();
+    let outcomes = join_all(attempts.iter().map(|r| store.create(r.clone())).collect()).await;
+    let mut stored = Vec::new();
+    let mut named = Vec::new();
+    for (attempt, outcome) in attempts.iter().zip(outcomes) {
+        match outcome.expect("create") {
+            Created::New => stored.push(attempt.id.clone()),
+            Created::Existing(existing) => named.push(existing.id),
+        }
+    }
+    assert_eq!(stored.len(), 1, "exactly one of 20 racing creations stores a record");
+    assert!(named.iter().all(|id| *id == stored[0]), "every other creation names the stored record");
+}
+
+/// Polls every future to completion, concurrently (the engine does not depend on `futures`).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Only unfinished records with a lapsed lease are claimed, by one claimant, with the attempt

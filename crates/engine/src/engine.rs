@@ -2,7 +2,7 @@
 //! it, coalesces status messages, and expires tasks after their TTL.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Page, StoreError, TaskStore, Update};
+use crate::scheduler::Scheduler;
+use crate::store::{Created, Page, StoreError, TaskStore, Update};
 use crate::task::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms};
 
 /// The error a task gets when the process running it stopped before it finished.
@@ -81,6 +82,8 @@ struct Live {
     /// The newest status message not yet written to the store.
     pending_message: Mutex<Option<String>>,
     flush_scheduled: AtomicBool,
+    /// Which start of the work is running (changes when a transient failure is retried).
+    attempt: AtomicU32,
 }
 
 /// Restarts the work of a task taken over from a dead process; returns false when the work
@@ -100,10 +103,21 @@ pub struct NewTask<'a> {
     pub arguments: Option<String>,
     /// The wire that creates it.
     pub wire: TaskWire,
+    /// The caller's idempotency key: while a task of the same owner, tool and key lives, it is
+    /// returned instead of a new one.
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`Engine::create_task`] did.
+pub enum Creation {
+    /// A new task: run its work with this handle.
+    Started(TaskHandle),
+    /// The idempotency key names a live task: this one. Nothing new runs.
+    Existing(TaskRecord),
 }
 
 impl Live {
-    fn new() -> Self {
+    fn new(attempt: u32) -> Self {
         Self {
             cancel: CancellationToken::new(),
             changed: watch::channel(0).0,
@@ -112,6 +126,7 @@ impl Live {
             answered: Notify::new(),
             pending_message: Mutex::new(None),
             flush_scheduled: AtomicBool::new(false),
+            attempt: AtomicU32::new(attempt),
         }
     }
 }
@@ -123,6 +138,8 @@ struct Inner {
     /// This engine's identity as a lease holder.
     holder: String,
     resumer: Mutex<Option<Resumer>>,
+    /// Where waiting tasks stand; `get` reports a queued task's live position.
+    scheduler: std::sync::OnceLock<Arc<Scheduler>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -160,6 +177,7 @@ impl Engine {
                 live: Mutex::new(HashMap::new()),
                 holder,
                 resumer: Mutex::new(None),
+                scheduler: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -167,6 +185,13 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Lets `get` report the live queue position of tasks waiting in `scheduler` as their status
+    /// message (positions change with every start; writing each change would cost a store write
+    /// per waiting task per start). Set once; later calls are ignored.
+    pub fn set_scheduler(&self, scheduler: Arc<Scheduler>) {
+        let _ = self.inner.scheduler.set(scheduler);
     }
 
     /// Sets how work taken over from a dead process restarts (the server knows the tools).
@@ -275,7 +300,7 @@ impl Engine {
 
     /// Registers a task taken over from another process as running here.
     fn adopt(&self, record: TaskRecord) -> TaskHandle {
-        let live = Arc::new(Live::new());
+        let live = Arc::new(Live::new(record.attempt));
         let id = record.id.clone();
         lock(&self.inner.live).insert(id.clone(), live.clone());
         TaskHandle { engine: self.clone(), id, record, live }
@@ -299,13 +324,20 @@ impl Engine {
 
     /// Creates a task without arguments on the extension wire (see [`Engine::create_task`]).
     pub async fn create(&self, owner: &Owner, tool: &str, ttl_ms: Option<u64>) -> Result<TaskHandle, EngineError> {
-        self.create_task(NewTask { owner, tool, ttl_ms, arguments: None, wire: TaskWire::Extension }).await
+        let new = NewTask { owner, tool, ttl_ms, arguments: None, wire: TaskWire::Extension, idempotency_key: None };
+        match self.create_task(new).await? {
+            Creation::Started(handle) => Ok(handle),
+            Creation::Existing(_) => Err(EngineError::Store(StoreError::Backend(
+                "the store answered a creation without idempotency key with an existing task".into(),
+            ))),
+        }
     }
 
     /// Creates a task, durably: when this returns, `get` on the id succeeds from any handle on
     /// the same store. The TTL is the client's wish, capped by the configuration; this engine
-    /// holds the task's lease.
-    pub async fn create_task(&self, new: NewTask<'_>) -> Result<TaskHandle, EngineError> {
+    /// holds the task's lease. With an idempotency key naming a live task of the same owner and
+    /// tool, nothing is created and that task is returned.
+    pub async fn create_task(&self, new: NewTask<'_>) -> Result<Creation, EngineError> {
         let config = &self.inner.config;
         let now = now_ms();
         let ttl_ms = new.ttl_ms;
@@ -328,18 +360,28 @@ impl Engine {
             wire: new.wire,
             lease_holder: Some(self.inner.holder.clone()),
             lease_until_ms: Some(self.lease_until(now)),
+            idempotency_key: new.idempotency_key,
         };
-        let live = Arc::new(Live::new());
+        if let Created::Existing(existing) = self.inner.store.create(record.clone()).await? {
+            return Ok(Creation::Existing(*existing));
+        }
+        let live = Arc::new(Live::new(record.attempt));
         let id = record.id.clone();
-        self.inner.store.create(record.clone()).await?;
         lock(&self.inner.live).insert(id.clone(), live.clone());
-        Ok(TaskHandle { engine: self.clone(), id, record, live })
+        Ok(Creation::Started(TaskHandle { engine: self.clone(), id, record, live }))
     }
 
     /// The task, if `caller` may see it.
     pub async fn get(&self, caller: &Owner, id: &TaskId) -> Result<TaskRecord, EngineError> {
         match self.inner.store.get(id).await? {
-            Some(record) if record.owner.admits(caller) => Ok(record),
+            Some(mut record) if record.owner.admits(caller) => {
+                if record.status == TaskStatus::Working
+                    && let Some(position) = self.inner.scheduler.get().and_then(|s| s.queue_position(id))
+                {
+                    record.status_message = Some(position.message(&record.tool));
+                }
+                Ok(record)
+            }
             _ => Err(EngineError::NotFound),
         }
     }
@@ -443,9 +485,21 @@ impl TaskHandle {
         &self.record
     }
 
-    /// Which start of the work this is: 1, or more for a re-run after a crash.
+    /// Which start of the work this is: 1, then more for each retry after a transient failure
+    /// or re-run after a crash.
     pub fn attempt(&self) -> u32 {
-        self.record.attempt
+        self.live.attempt.load(Ordering::Acquire)
+    }
+
+    /// Records that the work starts again as `attempt`, with a status message saying why (one
+    /// store write, not coalesced: retries are rare and the count must survive a crash).
+    pub async fn begin_attempt(&self, attempt: u32, message: impl Into<String>) {
+        self.live.attempt.store(attempt, Ordering::Release);
+        lock(&self.live.pending_message).take();
+        let update = Update { attempt: Some(attempt), status_message: Some(Some(message.into())), ..Update::default() };
+        if self.engine.inner.store.update(&self.id, update, now_ms()).await.is_ok() {
+            self.engine.notify_change(&self.id);
+        }
     }
 
     /// Fires when the task is cancelled (or expires).

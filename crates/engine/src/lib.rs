@@ -8,9 +8,13 @@
 
 pub mod contract;
 mod engine;
+mod limits;
+mod scheduler;
 pub mod store;
 mod task;
 
-pub use engine::{Engine, EngineConfig, EngineError, NewTask, RESTART_ERROR, Resumer, TaskHandle};
-pub use store::{MemoryStore, Page, StoreError, TaskStore, Update};
+pub use engine::{Creation, Engine, EngineConfig, EngineError, NewTask, RESTART_ERROR, Resumer, TaskHandle};
+pub use limits::{GlobalLimits, Rate, RetryPolicy, ToolLimits, WhenRateLimited};
+pub use scheduler::{Admission, Permit, QueuePosition, Refusal, Scheduler, Snapshot, ToolState};
+pub use store::{Created, MemoryStore, Page, StoreError, TaskStore, Update};
 pub use task::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339};

@@ -49,6 +49,8 @@ pub struct Update {
     pub input_requests: Option<Option<String>>,
     /// Marks the task as cancel-requested.
     pub cancel_requested: bool,
+    /// A new attempt number (the work starts again after a transient failure).
+    pub attempt: Option<u32>,
 }
 
 impl Update {
@@ -84,6 +86,9 @@ impl Update {
             record.input_requests = i;
         }
         record.cancel_requested |= self.cancel_requested;
+        if let Some(a) = self.attempt {
+            record.attempt = a;
+        }
         record.updated_at_ms = now_ms.max(record.updated_at_ms);
         Ok(())
     }
@@ -98,10 +103,24 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// What [`TaskStore::create`] did.
+#[derive(Debug, PartialEq)]
+pub enum Created {
+    /// The record was stored.
+    New,
+    /// A live record of the same owner, tool and idempotency key exists; nothing was stored.
+    Existing(Box<TaskRecord>),
+}
+
 /// Where task records live.
 pub trait TaskStore: Send + Sync + 'static {
     /// Stores a new record. It must be durable (committed) when the future resolves.
-    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    ///
+    /// Idempotency: when the record carries an `idempotency_key` and an unexpired record of the
+    /// same owner, tool and key exists, nothing is stored and that record is returned — atomically,
+    /// so that concurrent creations with one key store exactly one record. An expired one (not
+    /// yet swept) is replaced.
+    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<Created, StoreError>>;
     /// Reads a record.
     fn get<'a>(&'a self, id: &'a TaskId) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>>;
     /// Applies `update` atomically; `Ok(None)` if there is no such record.
@@ -167,6 +186,18 @@ pub struct MemoryStore {
 struct MemoryInner {
     tasks: HashMap<TaskId, TaskRecord>,
     by_creation: BTreeSet<(u64, TaskId)>,
+    by_idempotency_key: HashMap<(String, String, String), TaskId>,
+}
+
+impl MemoryInner {
+    /// The live record `record` would duplicate under its idempotency key.
+    fn idempotent_twin(&self, record: &TaskRecord) -> Option<TaskRecord> {
+        let key = record.idempotency_key.clone()?;
+        let id = self.by_idempotency_key.get(&(record.owner.key(), record.tool.clone(), key))?;
+        let existing = self.tasks.get(id)?;
+        let live = existing.expires_at_ms().is_none_or(|e| e > record.created_at_ms);
+        live.then(|| existing.clone())
+    }
 }
 
 impl MemoryStore {
@@ -181,14 +212,24 @@ impl MemoryStore {
 }
 
 impl TaskStore for MemoryStore {
-    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<Created, StoreError>> {
         let mut inner = self.lock();
         let result = if inner.tasks.contains_key(&record.id) {
             Err(StoreError::Duplicate)
+        } else if let Some(existing) = inner.idempotent_twin(&record) {
+            Ok(Created::Existing(Box::new(existing)))
         } else {
+            if let Some(key) = record.idempotency_key.clone() {
+                let slot = (record.owner.key(), record.tool.clone(), key);
+                if let Some(stale) = inner.by_idempotency_key.insert(slot, record.id.clone())
+                    && let Some(r) = inner.tasks.remove(&stale)
+                {
+                    inner.by_creation.remove(&(r.created_at_ms, r.id));
+                }
+            }
             inner.by_creation.insert((record.created_at_ms, record.id.clone()));
             inner.tasks.insert(record.id.clone(), record);
-            Ok(())
+            Ok(Created::New)
         };
         Box::pin(std::future::ready(result))
     }
@@ -304,7 +345,13 @@ impl TaskStore for MemoryStore {
         let mut n = 0;
         for id in ids {
             if let Some(r) = inner.tasks.remove(id) {
-                inner.by_creation.remove(&(r.created_at_ms, r.id));
+                inner.by_creation.remove(&(r.created_at_ms, r.id.clone()));
+                if let Some(key) = r.idempotency_key {
+                    let slot = (r.owner.key(), r.tool, key);
+                    if inner.by_idempotency_key.get(&slot) == Some(&r.id) {
+                        inner.by_idempotency_key.remove(&slot);
+                    }
+                }
                 n += 1;
             }
         }

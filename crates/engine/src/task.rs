@@ -126,6 +126,16 @@ impl Owner {
         self.principal == caller.principal
     }
 
+    /// The identity listings, idempotency keys and fair queueing go by: the principal when
+    /// authenticated, else the session or connection. Two owners with the same key are the same
+    /// caller ([`Owner::lists_for`]).
+    pub fn key(&self) -> String {
+        match &self.principal {
+            Some(p) => format!("principal:{p}"),
+            None => format!("scope:{}", self.scope),
+        }
+    }
+
     /// Whether a task owned by `self` appears in `caller`'s listings.
     pub fn lists_for(&self, caller: &Owner) -> bool {
         match (&self.principal, &caller.principal) {
@@ -204,9 +214,21 @@ pub struct TaskRecord {
     pub lease_holder: Option<String>,
     /// Until when the holder vouches for the work; a lapsed lease means the work is gone.
     pub lease_until_ms: Option<u64>,
+    /// The caller's idempotency key: while this record lives, creating a task with the same
+    /// owner, tool and key returns this record instead (see [`crate::TaskStore::create`]).
+    pub idempotency_key: Option<String>,
 }
 
 impl TaskRecord {
+    /// Whether `other` is a request for the same work under the same idempotency key: same
+    /// owner, tool and key.
+    pub fn same_idempotent_work(&self, other: &TaskRecord) -> bool {
+        self.idempotency_key.is_some()
+            && self.idempotency_key == other.idempotency_key
+            && self.tool == other.tool
+            && self.owner.lists_for(&other.owner)
+    }
+
     /// When the task may be deleted, if ever.
     pub fn expires_at_ms(&self) -> Option<u64> {
         self.ttl_ms.map(|ttl| self.created_at_ms.saturating_add(ttl))

@@ -1,6 +1,7 @@
 //! What a handler can do while it runs: report progress, log, notice cancellation, ask the
 //! client for input.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{InputRequest, ToolError};
-use crate::model::{LogLevel, Object};
+use crate::model::{LogLevel, Object, ToolOutput};
 use crate::session::{Outgoing, Session, Sink};
 
 /// How a request reached the server, which decides how input requests travel.
@@ -38,6 +39,18 @@ struct Inner {
     principal: Option<String>,
     /// Present while the handler may still turn the call into a task ([`Context::promote_to_task`]).
     promote: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
+    /// Which start of the work this is, when it is not a task (a task's handle counts).
+    attempt: AtomicU32,
+    /// What the handler reported so far, kept if it times out.
+    partial: Mutex<Option<ToolOutput>>,
+    /// Run once if the work is cancelled or times out.
+    cleanup: Mutex<Vec<CleanupHook>>,
+}
+
+type CleanupHook = Box<dyn FnOnce() + Send>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How a promotion request reaches the dispatcher: it answers once the task exists.
@@ -66,6 +79,9 @@ impl Context {
             task: OnceLock::new(),
             promote: Mutex::new(None),
             principal: None,
+            attempt: AtomicU32::new(1),
+            partial: Mutex::new(None),
+            cleanup: Mutex::new(Vec::new()),
         }))
     }
 
@@ -96,9 +112,72 @@ impl Context {
         matches!(self.0.channel, Channel::PerRequest { .. })
     }
 
-    /// Which start of the work this is: 1, or more when a task is re-run after a crash.
+    /// Which start of the work this is: 1, then more for each retry after a transient failure
+    /// ([`ToolError::Transient`]) or re-run after a crash.
     pub fn attempt(&self) -> u32 {
-        self.0.task.get().map_or(1, |t| t.attempt())
+        self.0.task.get().map_or_else(|| self.0.attempt.load(Ordering::Acquire), |t| t.attempt())
+    }
+
+    pub(crate) fn task(&self) -> Option<&TaskHandle> {
+        self.0.task.get()
+    }
+
+    pub(crate) fn set_attempt(&self, attempt: u32) {
+        self.0.attempt.store(attempt, Ordering::Release);
+    }
+
+    /// Keeps `output` as what the work produced so far: if the tool runs past its timeout, the
+    /// timeout error carries it (on a task: `error.data.partialOutput`, or the content of the
+    /// 2025-11-25 error result). Each call replaces the previous one.
+    pub fn set_partial_output(&self, output: ToolOutput) {
+        *lock(&self.0.partial) = Some(output);
+    }
+
+    pub(crate) fn take_partial_output(&self) -> Option<ToolOutput> {
+        lock(&self.0.partial).take()
+    }
+
+    /// Runs `hook` once if the work is cancelled or times out — also when an async handler is
+    /// dropped mid-await, where its own code would never run again. Typical use: remove a
+    /// temporary file, release an external lock, tell a remote job to stop.
+    pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) {
+        lock(&self.0.cleanup).push(Box::new(hook));
+    }
+
+    pub(crate) fn run_cancel_hooks(&self) {
+        let hooks = std::mem::take(&mut *lock(&self.0.cleanup));
+        for hook in hooks {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
+                tracing::warn!("a cancellation hook panicked");
+            }
+        }
+    }
+
+    /// Runs `work` in the background as a child of this call: when the call is cancelled or
+    /// times out, the child is stopped too (its future is dropped; it can also watch
+    /// `cancellation_token().child_token()` to stop cleanly). The handle yields `None` if the
+    /// child was stopped.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: taskwire_server::Context) {
+    /// let shards: Vec<_> = (0..4).map(|i| ctx.spawn_child(async move { i * 2 })).collect();
+    /// for shard in shards {
+    ///     let _doubled: Option<i32> = shard.await.ok().flatten();
+    /// }
+    /// # }
+    /// ```
+    pub fn spawn_child<F>(&self, work: F) -> tokio::task::JoinHandle<Option<F::Output>>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let cancel = self.0.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                out = work => Some(out),
+                _ = cancel.cancelled() => None,
+            }
+        })
     }
 
     /// The task this call runs as, if it became one.

@@ -20,6 +20,25 @@ pub enum ToolError {
     InputRequired(Vec<InputRequest>),
     /// The request was cancelled; no answer is sent.
     Cancelled,
+    /// A failure that may pass if the work runs again (a flaky network, a busy peer). A tool
+    /// declared [`crate::Tool::retryable`] is retried with backoff; otherwise, or once no attempt
+    /// is left, it is answered like [`ToolError::Execution`].
+    Transient(String),
+    /// The tool ran past its timeout ([`crate::Tool::timeout`]); produced by the server, which
+    /// keeps whatever partial output the handler reported ([`crate::Context::set_partial_output`]).
+    TimedOut {
+        /// The timeout that passed.
+        after: std::time::Duration,
+        /// The partial output, if any.
+        partial: Option<Box<crate::model::ToolOutput>>,
+    },
+}
+
+impl ToolError {
+    /// A transient failure: see [`ToolError::Transient`].
+    pub fn transient(message: impl Into<String>) -> Self {
+        ToolError::Transient(message.into())
+    }
 }
 
 /// One input a handler needs from the client: a key unique within the call, and the
@@ -47,6 +66,8 @@ impl std::fmt::Display for ToolError {
             ToolError::Protocol(e) => write!(f, "{e}"),
             ToolError::InputRequired(r) => write!(f, "{} client input(s) required", r.len()),
             ToolError::Cancelled => f.write_str("cancelled"),
+            ToolError::Transient(m) => f.write_str(m),
+            ToolError::TimedOut { after, .. } => write!(f, "timed out after {} ms", after.as_millis()),
         }
     }
 }

@@ -29,6 +29,8 @@
 
 pub mod context;
 pub mod error;
+mod execution;
+mod introspection;
 mod jobs;
 pub mod model;
 pub mod mrtr;
@@ -39,6 +41,11 @@ mod tasks;
 
 pub use context::Context;
 pub use error::{InputRequest, ToolError};
+pub use execution::RETRY_AFTER_META;
+pub use introspection::LIMITS_URI;
 pub use registry::{Prompt, Resource, ResourceTemplate, TaskSupport, Tool};
 pub use server::{PerRequestMeta, Prepared, Rejected, Reply, RequestEnv, RequestEra, Server, ServerBuilder};
 pub use session::{Outgoing, Session, Sink};
+pub use tasks::IDEMPOTENCY_KEY_META;
+/// The execution controls' settings, from the engine.
+pub use taskwire_engine::{GlobalLimits, Rate, RetryPolicy, ToolLimits};

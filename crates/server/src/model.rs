@@ -48,6 +48,12 @@ impl ToolOutput {
         }
     }
 
+    /// Marks the output as a tool execution error (`isError: true`).
+    pub fn as_error(mut self) -> Self {
+        self.is_error = true;
+        self
+    }
+
     /// Adds structured content.
     pub fn structured(mut self, value: Value) -> Self {
         self.structured = Some(value);

@@ -3,8 +3,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use taskwire_engine::{RetryPolicy, ToolLimits};
 use taskwire_protocol::ErrorObject;
 
 use crate::context::Context;
@@ -75,6 +77,16 @@ pub struct Tool {
     pub(crate) task_support: TaskSupport,
     pub(crate) task_on_promotion: bool,
     pub(crate) retryable: bool,
+    pub(crate) controls: Controls,
+}
+
+/// How a tool's executions are bounded: the scheduler's limits plus what the executor enforces.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Controls {
+    pub(crate) limits: ToolLimits,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) inline_deadline: Option<Duration>,
 }
 
 impl Tool {
@@ -95,13 +107,104 @@ impl Tool {
             task_support: TaskSupport::Forbidden,
             task_on_promotion: false,
             retryable: false,
+            controls: Controls::default(),
         }
+    }
+
+    /// Bounds how many executions run and wait, and how often callers may start one (see
+    /// [`ToolLimits`]). Over a limit, a call is refused with a tool error (`isError: true`)
+    /// that says why and, for a rate limit, carries `_meta["dev.taskwire/retryAfterMs"]`; no
+    /// task is created.
+    ///
+    /// ```
+    /// use taskwire_server::Tool;
+    /// use taskwire_engine::{Rate, ToolLimits};
+    /// let tool = Tool::new("deploy", "Deploy the site.")
+    ///     .limits(ToolLimits::default().max_running(1).max_queued(10).rate_per_owner(Rate::per_second(1.0)));
+    /// # let _ = tool;
+    /// ```
+    pub fn limits(mut self, limits: ToolLimits) -> Self {
+        self.controls.limits = limits;
+        self
+    }
+
+    /// Stops an execution after `timeout`: a task ends `failed` with a timeout error that keeps
+    /// the partial output the handler reported ([`Context::set_partial_output`]); an inline call
+    /// gets a tool error. The handler's cancellation token fires, so blocking handlers and
+    /// children stop too, and [`Context::on_cancel`] hooks run.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.controls.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the retry policy for transient failures ([`ToolError::Transient`]) and declares the
+    /// tool [`Tool::retryable`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.controls.retry = RetryPolicy { max_attempts: policy.max_attempts.max(1), ..policy };
+        self.retryable = true;
+        self
+    }
+
+    /// Sync-first promotion: the call starts inline and answers inline if it finishes within
+    /// `deadline`; otherwise it becomes a task and the client gets a `CreateTaskResult`. On
+    /// 2026-07-28 the server decides this whenever the request declared the tasks extension; on
+    /// 2025-11-25 only a call that asked for a task (`params.task`) can be promoted, any other
+    /// keeps running inline. Implies at least [`TaskSupport::Optional`].
+    pub fn inline_deadline(mut self, deadline: Duration) -> Self {
+        self.controls.inline_deadline = Some(deadline);
+        if self.task_support == TaskSupport::Forbidden {
+            self.task_support = TaskSupport::Optional;
+        }
+        self
+    }
+
+    /// The sentence a tool's description gets about how it runs and its limits (seed 002: a
+    /// tool's documentation says whether it runs inline or as a task).
+    pub(crate) fn execution_summary(&self) -> String {
+        let c = &self.controls;
+        let mut s = match (self.task_support, c.inline_deadline) {
+            (TaskSupport::Forbidden, _) => "Runs inline.".to_owned(),
+            (_, Some(d)) => {
+                format!("Answers inline when done within {}, else continues as a background task.", human_duration(d))
+            }
+            (TaskSupport::Optional, None) => "Runs as a background task when the client supports tasks.".to_owned(),
+            (TaskSupport::Required, None) => "Runs only as a background task.".to_owned(),
+        };
+        let l = &c.limits;
+        let mut limits = Vec::new();
+        if let Some(n) = l.max_running {
+            limits.push(format!(
+                "at most {n} at once (up to {} more wait in a queue)",
+                l.max_queued.unwrap_or(ToolLimits::DEFAULT_MAX_QUEUED)
+            ));
+        }
+        if let Some(r) = l.rate_per_owner {
+            limits.push(format!("{} per caller", r.describe()));
+        }
+        if let Some(r) = l.rate_per_tool {
+            limits.push(format!("{} for all callers", r.describe()));
+        }
+        if let Some(t) = c.timeout {
+            limits.push(format!("times out after {}", human_duration(t)));
+        }
+        if self.retryable && c.retry.max_attempts > 1 {
+            limits.push(format!("retried up to {} attempts on transient failures", c.retry.max_attempts));
+        }
+        if !limits.is_empty() {
+            s.push_str(" Limits: ");
+            s.push_str(&limits.join("; "));
+            s.push('.');
+        }
+        s
     }
 
     /// Declares that the tool may safely run again with the same arguments: when the process
     /// running one of its tasks dies, another process (or the restarted one) re-runs it once the
     /// task's lease lapses, up to `EngineConfig::max_attempts` starts in all. Tools with side
     /// effects that must not repeat stay non-retryable: their tasks end `failed` instead.
+    ///
+    /// A retryable tool's transient failures ([`ToolError::Transient`]) are retried too, with the
+    /// default [`RetryPolicy`] unless [`Tool::retry`] sets another.
     pub fn retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
@@ -173,6 +276,20 @@ impl Tool {
     {
         self.handler = ToolHandler::Blocking(Arc::new(f));
         self
+    }
+}
+
+/// `250 ms`, `2 s`, `1.5 s`, `3 min`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(60_000) {
+        format!("{} min", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

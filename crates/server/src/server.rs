@@ -24,7 +24,10 @@ use crate::mrtr::StateSealer;
 use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, TaskSupport, Tool, ToolHandler};
 use crate::session::{Session, Sink};
 use crate::tasks::{self, TaskMode};
-use taskwire_engine::{Engine, NewTask, TaskRecord, TaskWire};
+use std::time::Duration;
+
+use crate::execution::{self, Bounds};
+use taskwire_engine::{Creation, Engine, GlobalLimits, NewTask, Scheduler, TaskRecord, TaskWire};
 
 /// Builds a [`Server`].
 ///
@@ -47,9 +50,30 @@ pub struct ServerBuilder {
     blocking_threads: usize,
     engine: Option<Engine>,
     job_control: bool,
+    global_limits: GlobalLimits,
+    request_timeout: Option<Duration>,
 }
 
 impl ServerBuilder {
+    /// At most `n` executions of limited tools ([`Tool::limits`]) run at once, whatever the tool.
+    pub fn max_running(mut self, n: usize) -> Self {
+        self.global_limits.max_running = Some(n.max(1));
+        self
+    }
+
+    /// At most `n` executions wait for a slot, whatever the tool (default 10,000).
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.global_limits.max_queued = n;
+        self
+    }
+
+    /// Stops a call that does not run as a task after `timeout` (a tool's own
+    /// [`Tool::timeout`] takes precedence); the client gets a tool error.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
     /// For clients that know no tasks (most chat hosts): a task-capable tool they call answers
     /// at once with a job id and a sentence telling the model what to call next, and the tools
     /// `task_status`, `task_result`, `task_cancel` and `task_list` (scoped to the caller) follow
@@ -117,6 +141,31 @@ impl ServerBuilder {
                 self = self.tool(tool);
             }
         }
+        let scheduler =
+            Scheduler::new(self.global_limits, self.tools.iter().map(|t| (t.name.clone(), t.controls.limits.clone())));
+        let limited = self.tools.iter().any(|t| t.controls.limits.is_limited());
+        if limited {
+            self.resources.push(crate::introspection::limits_resource(scheduler.clone()));
+            if job_control {
+                self = self.tool(crate::introspection::limits_tool(scheduler.clone()));
+            }
+        }
+        if let Some(engine) = &self.engine {
+            engine.set_scheduler(scheduler.clone());
+        }
+        // A task-capable server says in every description how the tool runs (seed 002).
+        let describe = self.engine.is_some();
+        for tool in &mut self.tools {
+            if describe || tool.controls.limits.is_limited() || tool.controls.timeout.is_some() {
+                let summary = tool.execution_summary();
+                if let Some(Value::String(d)) = tool.definition.get_mut("description") {
+                    if !d.is_empty() {
+                        d.push(' ');
+                    }
+                    d.push_str(&summary);
+                }
+            }
+        }
         let tool_index = self.tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let list = |with_execution: bool| -> Object {
             let tools = self
@@ -155,6 +204,8 @@ impl ServerBuilder {
                 prompts: self.prompts,
                 completion: self.completion,
                 blocking: Arc::new(Semaphore::new(self.blocking_threads)),
+                scheduler,
+                request_timeout: self.request_timeout,
                 sealer: StateSealer::random(),
                 subscribers: Mutex::new(HashMap::new()),
             }),
@@ -183,6 +234,8 @@ struct Inner {
     prompts: Vec<Prompt>,
     completion: Option<CompletionFn>,
     blocking: Arc<Semaphore>,
+    scheduler: Arc<Scheduler>,
+    request_timeout: Option<Duration>,
     sealer: StateSealer,
     /// Sessions subscribed to each resource URI (weak: a closed session unsubscribes itself).
     subscribers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
@@ -294,6 +347,7 @@ impl From<Rejected> for Reply {
 }
 
 /// Everything [`Server::run`] needs besides the request.
+#[derive(Clone)]
 pub struct RequestEnv {
     /// The handshake session (a fresh one for 2026-07-28 requests).
     pub session: Arc<Session>,
@@ -346,6 +400,8 @@ impl Server {
             blocking_threads: 64,
             engine: None,
             job_control: false,
+            global_limits: GlobalLimits::default(),
+            request_timeout: None,
         }
     }
 
@@ -491,7 +547,10 @@ impl Server {
         let outcome = match outcome {
             Ok(result) => Some(Ok(result)),
             Err(ToolError::Protocol(e)) => Some(Err(e)),
-            Err(ToolError::Execution(message)) => Some(Err(ErrorObject::internal(message))),
+            Err(ToolError::Execution(message) | ToolError::Transient(message)) => {
+                Some(Err(ErrorObject::internal(message)))
+            }
+            Err(e @ ToolError::TimedOut { .. }) => Some(Err(ErrorObject::internal(e.to_string()))),
             Err(ToolError::Cancelled) => None,
             Err(ToolError::InputRequired(_)) => {
                 Some(Err(ErrorObject::internal("the handler asked for client input outside a 2026-07-28 request")))
@@ -833,43 +892,45 @@ impl Server {
             Some(_) => tasks::task_mode(tool, &params, &channel, self.inner.job_control)?,
             None => TaskMode::Inline,
         };
+        let owner = tasks::owner(&env.principal, Some(env.session.scope()));
+        // Admission comes first: a refused call leaves nothing behind, not even a task record.
+        let admission = match self.inner.scheduler.admit(name, &owner.key()) {
+            Ok(admission) => admission,
+            Err(refusal) => return Ok(execution::refusal_output(name, &refusal).into_value()),
+        };
         let per_request = matches!(channel, Channel::PerRequest { .. });
         match mode {
-            TaskMode::Inline => {
-                let ctx = self.context(id, &params, env, channel);
-                let output = tokio::select! {
-                    out = self.run_handler(tool, ctx, args) => match out {
-                        Err(ToolError::Execution(message)) => crate::model::ToolOutput::error(message),
-                        other => other?,
-                    },
-                    _ = env.cancel.cancelled() => return Err(ToolError::Cancelled),
-                };
-                Ok(output.into_value())
-            }
+            TaskMode::Inline => self.call_inline(id, tool, params, args, env, channel, admission).await,
             TaskMode::Immediate { ttl_ms } | TaskMode::Job { ttl_ms } => {
                 let as_job = matches!(mode, TaskMode::Job { .. });
                 let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::internal("no task engine"))?;
-                let owner = tasks::owner(&env.principal, Some(env.session.scope()));
                 // Durable create: the id leaves only after the record is stored.
                 let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
                 let arguments = Some(Value::Object(args.clone()).to_string());
-                let new = NewTask { owner: &owner, tool: name, ttl_ms, arguments, wire };
-                let handle = engine.create_task(new).await.map_err(tasks::engine_error)?;
+                let idempotency_key = tasks::idempotency_key(&params)?;
+                let new = NewTask { owner: &owner, tool: name, ttl_ms, arguments, wire, idempotency_key };
+                let handle = match engine.create_task(new).await.map_err(tasks::engine_error)? {
+                    Creation::Started(handle) => handle,
+                    Creation::Existing(existing) => {
+                        // The same call again: the caller gets the task that already exists.
+                        return Ok(if as_job {
+                            crate::jobs::job_started(&existing).into_value()
+                        } else {
+                            tasks::create_task_result(&existing, per_request)
+                        });
+                    }
+                };
+                admission.attach(handle.id());
                 let task_env = RequestEnv {
                     session: env.session.clone(),
                     sink: None,
-                    cancel: handle.cancellation_token().clone(),
+                    cancel: handle.cancellation_token().child_token(),
                     principal: env.principal.clone(),
                 };
                 let ctx = self.context(id, &params, &task_env, channel);
                 ctx.bind_task(handle.clone());
-                let work = self.run_handler(tool, ctx, args);
                 let created = handle.created().clone();
-                let grace = engine.config().cancel_grace;
-                tokio::spawn(async move {
-                    let outcome = tasks::run_cancellable(work, handle.cancellation_token().clone(), grace).await;
-                    tasks::finish(&handle, outcome, per_request).await;
-                });
+                self.spawn_task_work(tool, ctx, args, admission, handle, per_request);
                 if as_job {
                     return Ok(crate::jobs::job_started(&created).into_value());
                 }
@@ -878,12 +939,72 @@ impl Server {
                 }
                 Ok(tasks::create_task_result(&created, per_request))
             }
-            TaskMode::OnPromotion => self.call_until_promoted(id, tool, params, args, env, channel).await,
+            TaskMode::OnPromotion { ttl_ms } => {
+                self.call_until_promoted(id, tool, params, args, env, channel, admission, ttl_ms).await
+            }
         }
     }
 
-    /// Runs a handler inline until it finishes (its result is the answer) or promotes itself
-    /// (the answer is a `CreateTaskResult` and the handler goes on as the task).
+    /// A call answered inline. Tools without controls take the shortest path.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_inline(
+        &self,
+        id: &Id,
+        tool: &Tool,
+        params: Object,
+        args: Object,
+        env: &RequestEnv,
+        channel: Channel,
+        admission: taskwire_engine::Admission,
+    ) -> Result<Value, ToolError> {
+        let timeout = tool.controls.timeout.or(self.inner.request_timeout);
+        let plain = timeout.is_none() && !tool.retryable && !admission.must_wait();
+        let outcome = if plain {
+            let ctx = self.context(id, &params, env, channel);
+            let _permit = admission.acquire().await;
+            tokio::select! {
+                out = self.run_handler(tool, ctx.clone(), args) => out,
+                _ = env.cancel.cancelled() => {
+                    ctx.run_cancel_hooks();
+                    return Err(ToolError::Cancelled);
+                }
+            }
+        } else {
+            // The work gets its own token: a timeout cancels the work, not the request.
+            let work_env = RequestEnv { cancel: env.cancel.child_token(), ..env.clone() };
+            let ctx = self.context(id, &params, &work_env, channel);
+            let bounds = Bounds { timeout, grace: Duration::ZERO };
+            execution::execute(self, tool, ctx, args, admission, bounds).await
+        };
+        Ok(inline_answer(&tool.name, outcome)?.into_value())
+    }
+
+    /// Runs a task's work in the background and records its outcome.
+    fn spawn_task_work(
+        &self,
+        tool: &Tool,
+        ctx: Context,
+        args: Object,
+        admission: taskwire_engine::Admission,
+        handle: taskwire_engine::TaskHandle,
+        per_request: bool,
+    ) {
+        let server = self.clone();
+        let name = tool.name.clone();
+        let grace = self.inner.engine.as_ref().map_or(Duration::ZERO, |e| e.config().cancel_grace);
+        tokio::spawn(async move {
+            let Some(tool) = server.tool(&name) else { return };
+            let bounds = Bounds { timeout: tool.controls.timeout, grace };
+            let outcome = execution::execute(&server, tool, ctx, args, admission, bounds).await;
+            tasks::finish(&handle, &name, outcome, per_request).await;
+        });
+    }
+
+    /// Runs a handler inline until it finishes (its result is the answer) or becomes a task —
+    /// because it asked ([`Context::promote_to_task`]) or because its inline deadline passed
+    /// ([`Tool::inline_deadline`]). Then the answer is a `CreateTaskResult` and the work goes on
+    /// as the task.
+    #[allow(clippy::too_many_arguments)]
     async fn call_until_promoted(
         &self,
         id: &Id,
@@ -892,62 +1013,85 @@ impl Server {
         args: Object,
         env: &RequestEnv,
         channel: Channel,
+        admission: taskwire_engine::Admission,
+        ttl_ms: Option<u64>,
     ) -> Result<Value, ToolError> {
         let engine = self.inner.engine.clone().ok_or_else(|| ErrorObject::internal("no task engine"))?;
         // The work outlives this request once promoted, so it gets its own token: the request's
         // cancellation reaches it only before promotion, the task's only after.
         let work_cancel = CancellationToken::new();
-        let work_env = RequestEnv {
-            session: env.session.clone(),
-            sink: env.sink.clone(),
-            cancel: work_cancel.clone(),
-            principal: env.principal.clone(),
-        };
+        let work_env = RequestEnv { cancel: work_cancel.clone(), ..env.clone() };
         let per_request = matches!(channel, Channel::PerRequest { .. });
         let ctx = self.context(id, &params, &work_env, channel);
         let mut promotion = ctx.allow_promotion();
-        let mut work = tokio::spawn(self.run_handler(tool, ctx.clone(), args));
-        tokio::select! {
+        let kept_arguments = tool.controls.inline_deadline.map(|_| Value::Object(args.clone()).to_string());
+        let mut work = {
+            let (server, name, ctx, grace) =
+                (self.clone(), tool.name.clone(), ctx.clone(), engine.config().cancel_grace);
+            tokio::spawn(async move {
+                let Some(tool) = server.tool(&name) else {
+                    return Err(ErrorObject::internal("the tool went away").into());
+                };
+                let bounds = Bounds { timeout: tool.controls.timeout, grace };
+                execution::execute(&server, tool, ctx, args, admission, bounds).await
+            })
+        };
+        let deadline = async {
+            match tool.controls.inline_deadline {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        // Who asked for the promotion: the handler waits for an acknowledgement; the deadline
+        // does not, and keeps the arguments (nothing was consumed inline, so a re-run is sound).
+        let ack = tokio::select! {
             outcome = &mut work => {
-                let output = match outcome.map_err(|_| ErrorObject::internal(format!("tool {} panicked", tool.name)))? {
-                    Err(ToolError::Execution(message)) => crate::model::ToolOutput::error(message),
-                    other => other?,
-                };
-                Ok(output.into_value())
+                let outcome = outcome.map_err(|_| ErrorObject::internal(format!("tool {} panicked", tool.name)))?;
+                return Ok(inline_answer(&tool.name, outcome)?.into_value());
             }
-            request = &mut promotion => {
-                let ack = request.map_err(|_| ErrorObject::internal("promotion channel closed"))?;
-                let owner = tasks::owner(&env.principal, Some(env.session.scope()));
-                let wire = if per_request { TaskWire::Extension } else { TaskWire::Core };
-                // The arguments are not kept: the handler already consumed input inline, so a
-                // re-run could not reproduce it (such tools should not be retryable).
-                let new = NewTask { owner: &owner, tool: &tool.name, ttl_ms: None, arguments: None, wire };
-                let handle = match engine.create_task(new).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        work_cancel.cancel();
-                        return Err(tasks::engine_error(e));
-                    }
-                };
-                ctx.bind_task(handle.clone());
-                let task_token = handle.cancellation_token().clone();
-                let created = handle.created().clone();
-                tokio::spawn(async move {
-                    let _ = ack.send(());
-                    let outcome = tokio::select! {
-                        joined = work => joined.unwrap_or_else(|_| Err(ErrorObject::internal("the tool panicked").into())),
-                        _ = task_token.cancelled() => { work_cancel.cancel(); Err(ToolError::Cancelled) }
-                    };
-                    tasks::finish(&handle, outcome, per_request).await;
-                });
-                Ok(tasks::create_task_result(&created, per_request))
-            }
+            request = &mut promotion => Some(request.map_err(|_| ErrorObject::internal("promotion channel closed"))?),
+            _ = deadline => None,
             _ = env.cancel.cancelled() => {
                 work_cancel.cancel();
                 work.abort();
-                Err(ToolError::Cancelled)
+                return Err(ToolError::Cancelled);
             }
+        };
+        let owner = tasks::owner(&env.principal, Some(env.session.scope()));
+        let wire = if per_request { TaskWire::Extension } else { TaskWire::Core };
+        // After inline input, the arguments are not kept: a re-run could not reproduce the input
+        // (such tools should not be retryable).
+        let arguments = if ack.is_none() { kept_arguments } else { None };
+        let new = NewTask { owner: &owner, tool: &tool.name, ttl_ms, arguments, wire, idempotency_key: None };
+        let handle = match engine.create_task(new).await {
+            Ok(Creation::Started(h)) => h,
+            Ok(Creation::Existing(_)) => {
+                work_cancel.cancel();
+                return Err(ErrorObject::internal("a promoted task cannot reuse an existing one").into());
+            }
+            Err(e) => {
+                work_cancel.cancel();
+                return Err(tasks::engine_error(e));
+            }
+        };
+        ctx.bind_task(handle.clone());
+        let task_token = handle.cancellation_token().clone();
+        let created = handle.created().clone();
+        let name = tool.name.clone();
+        tokio::spawn(async move {
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+            let outcome = tokio::select! {
+                joined = work => joined.unwrap_or_else(|_| Err(ErrorObject::internal("the tool panicked").into())),
+                _ = task_token.cancelled() => { work_cancel.cancel(); Err(ToolError::Cancelled) }
+            };
+            tasks::finish(&handle, &name, outcome, per_request).await;
+        });
+        if wire == TaskWire::Core {
+            tasks::notify_status_changes(engine.clone(), owner, created.id.clone(), env.session.clone());
         }
+        Ok(tasks::create_task_result(&created, per_request))
     }
 
     /// Re-runs the work of a task taken over from a dead process, if its tool is retryable: the
@@ -955,10 +1099,12 @@ impl Server {
     /// progress only updates the status message.
     fn resume(&self, record: TaskRecord, handle: taskwire_engine::TaskHandle) -> bool {
         let Some(tool) = self.tool(&record.tool).filter(|t| t.retryable) else { return false };
+        if record.attempt > tool.controls.retry.max_attempts.max(1) {
+            return false;
+        }
         let Some(args) = record.arguments.as_deref().and_then(|a| serde_json::from_str::<Object>(a).ok()) else {
             return false;
         };
-        let Some(engine) = &self.inner.engine else { return false };
         let per_request = record.wire == TaskWire::Extension;
         let channel = if per_request {
             Channel::PerRequest {
@@ -972,17 +1118,15 @@ impl Server {
         let env = RequestEnv {
             session: Arc::new(Session::new(Some(record.owner.scope.clone()))),
             sink: None,
-            cancel: handle.cancellation_token().clone(),
+            cancel: handle.cancellation_token().child_token(),
             principal: record.owner.principal.clone(),
         };
         let ctx = self.context(&Id::String(format!("resume-{}", record.id.as_str())), &Object::new(), &env, channel);
         ctx.bind_task(handle.clone());
-        let work = self.run_handler(tool, ctx, args);
-        let grace = engine.config().cancel_grace;
-        tokio::spawn(async move {
-            let outcome = tasks::run_cancellable(work, handle.cancellation_token().clone(), grace).await;
-            tasks::finish(&handle, outcome, per_request).await;
-        });
+        // Accepted before the crash: it queues again, but no limit refuses it now.
+        let admission = self.inner.scheduler.readmit(&tool.name, &record.owner.key());
+        admission.attach(handle.id());
+        self.spawn_task_work(tool, ctx, args, admission, handle, per_request);
         true
     }
 
@@ -1206,7 +1350,7 @@ impl Server {
 
     /// The handler's future, `'static`, with panics turned into `-32603` and blocking handlers
     /// moved to the bounded pool.
-    fn run_handler(
+    pub(crate) fn run_handler(
         &self,
         tool: &Tool,
         ctx: Context,
@@ -1293,5 +1437,20 @@ impl Server {
             }
             _ => {}
         }
+    }
+}
+
+/// What an inline call answers: tool errors (execution, transient, timeout) become results with
+/// `isError: true`; protocol errors and cancellation stay errors.
+fn inline_answer(
+    tool: &str,
+    outcome: Result<crate::model::ToolOutput, ToolError>,
+) -> Result<crate::model::ToolOutput, ToolError> {
+    match outcome {
+        Err(ToolError::Execution(message) | ToolError::Transient(message)) => {
+            Ok(crate::model::ToolOutput::error(message))
+        }
+        Err(ToolError::TimedOut { after, partial }) => Ok(execution::timeout_output(tool, after, partial.map(|p| *p))),
+        other => other,
     }
 }

@@ -18,8 +18,9 @@ pub(crate) enum TaskMode {
     Inline,
     /// As a task created before the handler starts.
     Immediate { ttl_ms: Option<u64> },
-    /// Inline until the handler promotes itself ([`crate::Context::promote_to_task`]).
-    OnPromotion,
+    /// Inline until the handler promotes itself ([`crate::Context::promote_to_task`]) or its
+    /// inline deadline passes ([`crate::Tool::inline_deadline`]).
+    OnPromotion { ttl_ms: Option<u64> },
     /// As a task for a client that knows no tasks: the answer is a job id in plain text and the
     /// job-control tools follow it.
     Job { ttl_ms: Option<u64> },
@@ -73,7 +74,15 @@ fn task_mode_without_jobs(tool: &Tool, params: &Object, channel: &Channel) -> Re
                 )
                 .into()),
                 (_, None) => Ok(TaskMode::Inline),
-                (_, Some(t)) => Ok(TaskMode::Immediate { ttl_ms: t.get("ttl").and_then(Value::as_u64) }),
+                (_, Some(t)) => {
+                    let ttl_ms = t.get("ttl").and_then(Value::as_u64);
+                    // Sync-first: a fast answer stays inline even though a task was asked for.
+                    if tool.controls.inline_deadline.is_some() {
+                        Ok(TaskMode::OnPromotion { ttl_ms })
+                    } else {
+                        Ok(TaskMode::Immediate { ttl_ms })
+                    }
+                }
             }
         }
         Channel::PerRequest { client_capabilities, .. } => {
@@ -81,7 +90,9 @@ fn task_mode_without_jobs(tool: &Tool, params: &Object, channel: &Channel) -> Re
             match (tool.task_support, declares_tasks(client_capabilities)) {
                 (TaskSupport::Forbidden, _) | (TaskSupport::Optional, false) => Ok(TaskMode::Inline),
                 (TaskSupport::Required, false) => Err(tasks_capability_required().into()),
-                (_, true) if tool.task_on_promotion => Ok(TaskMode::OnPromotion),
+                (_, true) if tool.task_on_promotion || tool.controls.inline_deadline.is_some() => {
+                    Ok(TaskMode::OnPromotion { ttl_ms: None })
+                }
                 (_, true) => Ok(TaskMode::Immediate { ttl_ms: None }),
             }
         }
@@ -180,10 +191,28 @@ pub(crate) fn create_task_result(r: &TaskRecord, per_request: bool) -> Value {
 
 /// Records the outcome of a task's work. On 2025-11-25 a tool error ends the task `failed`
 /// (keeping the result for `tasks/result`); on 2026-07-28 it ends `completed` with
-/// `result.isError`, and `failed` is reserved for protocol errors.
-pub(crate) async fn finish(handle: &TaskHandle, outcome: Result<ToolOutput, ToolError>, per_request: bool) {
+/// `result.isError`, and `failed` is reserved for protocol errors — and timeouts, which end
+/// `failed` on both wires with the partial output kept.
+pub(crate) async fn finish(handle: &TaskHandle, tool: &str, outcome: Result<ToolOutput, ToolError>, per_request: bool) {
     let outcome = match outcome {
-        Err(ToolError::Execution(message)) => Ok(ToolOutput::error(message)),
+        Err(ToolError::Execution(message) | ToolError::Transient(message)) => Ok(ToolOutput::error(message)),
+        Err(ToolError::TimedOut { after, partial }) => {
+            let partial = partial.map(|p| *p);
+            if per_request {
+                let error = json!({
+                    "code": codes::INTERNAL_ERROR,
+                    "message": crate::execution::timeout_message(tool, after),
+                    "data": {
+                        "reason": "timeout",
+                        "timeoutMs": after.as_millis() as u64,
+                        "partialOutput": partial.map(ToolOutput::into_value),
+                    },
+                });
+                return handle.fail(error.to_string()).await;
+            }
+            let output = crate::execution::timeout_output(tool, after, partial);
+            return handle.fail_with_result(output.into_value().to_string()).await;
+        }
         other => other,
     };
     match outcome {
@@ -201,23 +230,29 @@ pub(crate) async fn finish(handle: &TaskHandle, outcome: Result<ToolOutput, Tool
                 )
                 .await
         }
-        Err(e @ (ToolError::InputRequired(_) | ToolError::Execution(_))) => {
-            handle.fail(json!({"code": codes::INTERNAL_ERROR, "message": e.to_string()}).to_string()).await
-        }
+        Err(
+            e @ (ToolError::InputRequired(_)
+            | ToolError::Execution(_)
+            | ToolError::Transient(_)
+            | ToolError::TimedOut { .. }),
+        ) => handle.fail(json!({"code": codes::INTERNAL_ERROR, "message": e.to_string()}).to_string()).await,
     }
 }
 
-/// Runs a task's work; once `cancel` fires the work gets `grace` to stop by itself (it sees the
-/// token), then it is dropped, which aborts an async handler where it waits.
-pub(crate) async fn run_cancellable(
-    work: impl std::future::Future<Output = Result<ToolOutput, ToolError>>,
-    cancel: tokio_util::sync::CancellationToken,
-    grace: std::time::Duration,
-) -> Result<ToolOutput, ToolError> {
-    let mut work = std::pin::pin!(work);
-    tokio::select! {
-        outcome = &mut work => outcome,
-        _ = cancel.cancelled() => tokio::time::timeout(grace, &mut work).await.unwrap_or(Err(ToolError::Cancelled)),
+/// `_meta` key under which a caller names an idempotency key (a string of 1 to 256 characters):
+/// for the task's time to live, the same owner calling the same tool with the same key gets the
+/// existing task instead of a new run.
+pub const IDEMPOTENCY_KEY_META: &str = "dev.taskwire/idempotencyKey";
+
+/// The caller's idempotency key, if it sent one.
+pub(crate) fn idempotency_key(params: &Object) -> Result<Option<String>, ToolError> {
+    match params.get("_meta").and_then(|m| m.get(IDEMPOTENCY_KEY_META)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(k)) if !k.is_empty() && k.chars().count() <= 256 => Ok(Some(k.clone())),
+        Some(_) => Err(ErrorObject::invalid_params(format!(
+            "_meta[\"{IDEMPOTENCY_KEY_META}\"] must be a string of 1 to 256 characters"
+        ))
+        .into()),
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use taskwire_engine::store::{BoxFuture, Page, StoreError, TaskStore, Update, decode_cursor, encode_cursor};
+use taskwire_engine::store::{BoxFuture, Created, Page, StoreError, TaskStore, Update, decode_cursor, encode_cursor};
 use taskwire_engine::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire};
 use tokio::sync::{mpsc, oneshot};
 
@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     arguments        TEXT,              -- JSON object, for a re-run after a crash
     wire             TEXT NOT NULL CHECK (wire IN ('core', 'extension')),
     lease_holder     TEXT,              -- the engine running the work
-    lease_until_ms   INTEGER            -- past this, the work is presumed dead
+    lease_until_ms   INTEGER,           -- past this, the work is presumed dead
+    idempotency_key  TEXT               -- the caller's key: one live task per owner, tool and key
 ) STRICT;
 -- Listings: one owner's tasks in creation order.
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (principal, scope, created_at_ms, id);
@@ -101,13 +102,19 @@ CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks (expires_at_ms) WHERE expire
 CREATE INDEX IF NOT EXISTS tasks_unfinished_by_lease ON tasks (lease_until_ms) WHERE status IN ('working', 'input_required');
 "#;
 
+/// Version 2 adds idempotency keys.
+const IDEMPOTENCY: &str = r#"
+-- Idempotent creation: the task a key already names.
+CREATE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (tool, idempotency_key) WHERE idempotency_key IS NOT NULL;
+"#;
+
 /// The schema version this code writes (`PRAGMA user_version`). A database of another version
 /// is refused with a message rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
                        poll_interval_ms, result, error, input_requests, attempt, cancel_requested, arguments, wire, \
-                       lease_holder, lease_until_ms";
+                       lease_holder, lease_until_ms, idempotency_key";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -149,6 +156,7 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         },
         lease_holder: row.get(17)?,
         lease_until_ms: row.get::<_, Option<i64>>(18)?.map(|t| t as u64),
+        idempotency_key: row.get(19)?,
     })
 }
 
@@ -236,7 +244,16 @@ fn migrate(conn: &Connection) -> Result<(), String> {
                 return Err("this file holds tables that are not a taskwire task store; use another path".into());
             }
             conn.execute_batch(SCHEMA).map_err(|e| format!("cannot create the schema: {e}"))?;
+            conn.execute_batch(IDEMPOTENCY).map_err(|e| format!("cannot create the schema: {e}"))?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())
+        }
+        1 => {
+            // Version 1 lacked idempotency keys: add the column and its index in one transaction.
+            let upgrade = format!(
+                "BEGIN IMMEDIATE; ALTER TABLE tasks ADD COLUMN idempotency_key TEXT; {IDEMPOTENCY} \
+                 PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            );
+            conn.execute_batch(&upgrade).map_err(|e| format!("cannot upgrade the schema from version 1: {e}"))
         }
         SCHEMA_VERSION => Ok(()),
         other => Err(format!(
@@ -275,7 +292,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usi
 fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO tasks ({COLUMNS}, expires_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
     );
     let result = txn.prepare_cached(&sql).and_then(|mut stmt| {
         stmt.execute(params![
@@ -298,6 +315,7 @@ fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
             r.wire.as_str(),
             r.lease_holder,
             r.lease_until_ms.map(|t| t as i64),
+            r.idempotency_key,
             r.expires_at_ms().map(|e| e as i64),
         ])
     });
@@ -310,6 +328,20 @@ fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
     }
 }
 
+/// The newest record `record` would duplicate under its idempotency key (same caller: the
+/// principal when authenticated, else the scope).
+fn idempotent_twin(conn: &Connection, record: &TaskRecord) -> rusqlite::Result<Option<TaskRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE tool = ?1 AND idempotency_key = ?2 AND principal IS ?3 \
+         AND (?3 IS NOT NULL OR scope = ?4) ORDER BY created_at_ms DESC LIMIT 1"
+    ))?
+    .query_row(
+        params![record.tool, record.idempotency_key, record.owner.principal, record.owner.scope],
+        record_from_row,
+    )
+    .optional()
+}
+
 fn select_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskRecord>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
         .query_row([id], record_from_row)
@@ -317,8 +349,20 @@ fn select_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskRecord
 }
 
 impl TaskStore for SqliteStore {
-    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.write(move |txn| insert(txn, &record)))
+    fn create(&self, record: TaskRecord) -> BoxFuture<'_, Result<Created, StoreError>> {
+        // The writer's transaction is IMMEDIATE, so the look-up and the insert are one atomic
+        // step even for several processes sharing the file.
+        Box::pin(self.write(move |txn| {
+            if record.idempotency_key.is_some()
+                && let Some(existing) = idempotent_twin(txn, &record).map_err(backend)?
+            {
+                if existing.expires_at_ms().is_none_or(|e| e > record.created_at_ms) {
+                    return Ok(Created::Existing(Box::new(existing)));
+                }
+                txn.execute("DELETE FROM tasks WHERE id = ?1", [existing.id.as_str()]).map_err(backend)?;
+            }
+            insert(txn, &record).map(|()| Created::New)
+        }))
     }
 
     fn get<'a>(&'a self, id: &'a TaskId) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
@@ -338,7 +382,7 @@ impl TaskStore for SqliteStore {
             update.apply(&mut record, now_ms)?;
             txn.prepare_cached(
                 "UPDATE tasks SET status = ?2, status_message = ?3, updated_at_ms = ?4, result = ?5, error = ?6, \
-                 input_requests = ?7, cancel_requested = ?8 WHERE id = ?1",
+                 input_requests = ?7, cancel_requested = ?8, attempt = ?9 WHERE id = ?1",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -350,6 +394,7 @@ impl TaskStore for SqliteStore {
                     record.error,
                     record.input_requests,
                     record.cancel_requested as i64,
+                    record.attempt as i64,
                 ])
             })
             .map_err(backend)?;
