@@ -237,13 +237,13 @@ impl Scheduler {
     pub fn readmit(self: &Arc<Self>, tool: &str, owner: &str) -> Admission {
         match self.admit_with(tool, owner, false) {
             Ok(admission) => admission,
-            Err(_) => Admission { scheduler: None, stage: Stage::Done },
+            Err(_) => Admission::unlimited(),
         }
     }
 
     fn admit_with(self: &Arc<Self>, tool: &str, owner: &str, enforce: bool) -> Result<Admission, Refusal> {
         let Some((name, limits)) = self.limits.get_key_value(tool) else {
-            return Ok(Admission { scheduler: None, stage: Stage::Done });
+            return Ok(Admission::unlimited());
         };
         let now = Instant::now();
         let mut st = lock(&self.state);
@@ -469,6 +469,11 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// The admission of a tool without limits: it runs at once and holds nothing.
+    pub fn unlimited() -> Admission {
+        Admission { scheduler: None, stage: Stage::Done }
+    }
+
     /// Whether the call must wait (for a slot or a rate token) before it runs.
     pub fn must_wait(&self) -> bool {
         matches!(self.stage, Stage::Reserved(_))

@@ -892,11 +892,16 @@ impl Server {
             Some(_) => tasks::task_mode(tool, &params, &channel, self.inner.job_control)?,
             None => TaskMode::Inline,
         };
-        let owner = tasks::owner(&env.principal, Some(env.session.scope()));
         // Admission comes first: a refused call leaves nothing behind, not even a task record.
-        let admission = match self.inner.scheduler.admit(name, &owner.key()) {
-            Ok(admission) => admission,
-            Err(refusal) => return Ok(execution::refusal_output(name, &refusal).into_value()),
+        // An unlimited tool skips it (and the owner, whose scope may cost a random id).
+        let admission = if self.inner.scheduler.limits(name).is_some() {
+            let owner = tasks::owner(&env.principal, Some(env.session.scope()));
+            match self.inner.scheduler.admit(name, &owner.key()) {
+                Ok(admission) => admission,
+                Err(refusal) => return Ok(execution::refusal_output(name, &refusal).into_value()),
+            }
+        } else {
+            taskwire_engine::Admission::unlimited()
         };
         let per_request = matches!(channel, Channel::PerRequest { .. });
         match mode {
@@ -904,6 +909,7 @@ impl Server {
             TaskMode::Immediate { ttl_ms } | TaskMode::Job { ttl_ms } => {
                 let as_job = matches!(mode, TaskMode::Job { .. });
                 let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::internal("no task engine"))?;
+                let owner = tasks::owner(&env.principal, Some(env.session.scope()));
                 // Durable create: the id leaves only after the record is stored.
                 let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
                 let arguments = Some(Value::Object(args.clone()).to_string());

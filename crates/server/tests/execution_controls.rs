@@ -293,6 +293,11 @@ async fn transient_failures_are_retried_within_the_backoff_bounds_and_counted() 
     let record = wait_until_ended(&engine, &owner, &id).await;
     assert_eq!(record.status, TaskStatus::Completed);
     assert_eq!(record.attempt, 4, "the record counts the attempts");
+    let status = record.status_message.clone().unwrap_or_default();
+    assert!(
+        status.starts_with("attempt 3 of 4 failed transiently (the peer is busy); attempt 4 starts in"),
+        "{status}"
+    );
     assert!(record.result.unwrap().contains("attempt 4"));
     let first_run = std::mem::take(&mut *starts.lock().unwrap());
     assert_eq!(first_run.iter().map(|(a, _)| *a).collect::<Vec<_>>(), [1, 2, 3, 4], "four attempts in order");
@@ -552,4 +557,27 @@ async fn descriptions_and_the_limits_resource_tell_a_model_how_tools_run() {
     let tool = send(&server, &s, inline_call("task_limits", json!({}))).await;
     assert_eq!(tool["result"]["content"][0]["text"], summary);
     assert_eq!(tool["result"]["structuredContent"], data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_bounds_inline_calls_of_tools_without_their_own() {
+    let server = Server::builder("t", "1")
+        .request_timeout(Duration::from_millis(150))
+        .tool(Tool::new("dawdle", "Never answers.").handler(|_, _| async {
+            std::future::pending::<()>().await;
+            Ok(ToolOutput::text("never"))
+        }))
+        .tool(Tool::new("patient", "Has its own timeout.").timeout(Duration::from_millis(400)).handler(|_, _| async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            Ok(ToolOutput::text("made it"))
+        }))
+        .build();
+    let s = session("t");
+    let started = Instant::now();
+    let answer = send(&server, &s, inline_call("dawdle", json!({}))).await;
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert_eq!(answer["result"]["isError"], true);
+    assert!(answer["result"]["content"][0]["text"].as_str().unwrap().contains("timeout of 150 ms"), "{answer}");
+    let own = send(&server, &s, inline_call("patient", json!({}))).await;
+    assert_eq!(own["result"]["content"][0]["text"], "made it", "the tool's own timeout wins: {own}");
 }
