@@ -120,7 +120,8 @@ impl ToolLimits {
         self.max_running.is_some() || self.rate_per_owner.is_some() || self.rate_per_tool.is_some()
     }
 
-    pub(crate) fn queue_bound(&self) -> usize {
+    /// The queue bound in force: [`ToolLimits::max_queued`] or the default.
+    pub fn queue_bound(&self) -> usize {
         self.max_queued.unwrap_or(Self::DEFAULT_MAX_QUEUED)
     }
 }

@@ -175,6 +175,14 @@ struct State {
 }
 
 impl State {
+    /// Where reservation `seq` stands among its tool's waiters.
+    fn position(&self, seq: u64) -> Option<QueuePosition> {
+        let (tool, _) = self.reservations.get(&seq)?;
+        let position = self.reservations.range(..=seq).filter(|(_, (t, _))| t == tool).count();
+        let per_tool = self.tools.get(tool)?;
+        Some(QueuePosition { position, queued: per_tool.queued, running: per_tool.running })
+    }
+
     /// Removes a reservation and its task's entry; false if it was gone already.
     fn forget_reservation(&mut self, seq: u64) -> bool {
         match self.reservations.remove(&seq) {
@@ -340,11 +348,7 @@ impl Scheduler {
     /// Where the task `id` waits, if it does.
     pub fn queue_position(&self, id: &TaskId) -> Option<QueuePosition> {
         let st = lock(&self.state);
-        let seq = *st.tasks.get(id)?;
-        let (tool, _) = st.reservations.get(&seq)?;
-        let position = st.reservations.range(..=seq).filter(|(_, (t, _))| t == tool).count();
-        let per_tool = st.tools.get(tool)?;
-        Some(QueuePosition { position, queued: per_tool.queued, running: per_tool.running })
+        st.position(*st.tasks.get(id)?)
     }
 
     /// The limits and the current counts, with `owner`'s own buckets (no one else's).
@@ -493,10 +497,7 @@ impl Admission {
     /// Where the call waits, if it does.
     pub fn position(&self) -> Option<QueuePosition> {
         let (Some(s), Stage::Reserved(r)) = (&self.scheduler, &self.stage) else { return None };
-        let st = lock(&s.state);
-        let position = st.reservations.range(..=r.seq).filter(|(_, (t, _))| *t == r.tool).count();
-        let per_tool = st.tools.get(&r.tool)?;
-        Some(QueuePosition { position, queued: per_tool.queued, running: per_tool.running })
+        lock(&s.state).position(r.seq)
     }
 
     /// Waits for the rate token and a slot. Cancel-safe: dropping the future gives the place

@@ -53,7 +53,7 @@ pub(crate) fn structured(s: &Snapshot) -> Value {
             json!({
                 "name": t.tool,
                 "maxRunning": t.limits.max_running,
-                "maxQueued": t.limits.max_queued.unwrap_or(taskwire_engine::ToolLimits::DEFAULT_MAX_QUEUED),
+                "maxQueued": t.limits.queue_bound(),
                 "running": t.running,
                 "queued": t.queued,
                 "ratePerCaller": rate(t.limits.rate_per_owner, t.owner_tokens),

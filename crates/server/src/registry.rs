@@ -173,10 +173,7 @@ impl Tool {
         let l = &c.limits;
         let mut limits = Vec::new();
         if let Some(n) = l.max_running {
-            limits.push(format!(
-                "at most {n} at once (up to {} more wait in a queue)",
-                l.max_queued.unwrap_or(ToolLimits::DEFAULT_MAX_QUEUED)
-            ));
+            limits.push(format!("at most {n} at once (up to {} more wait in a queue)", l.queue_bound()));
         }
         if let Some(r) = l.rate_per_owner {
             limits.push(format!("{} per caller", r.describe()));

@@ -150,7 +150,8 @@ impl ServerBuilder {
                 self = self.tool(crate::introspection::limits_tool(scheduler.clone()));
             }
         }
-        if let Some(engine) = &self.engine {
+        // Only limited tools ever wait, so only then does `tasks/get` need to ask for positions.
+        if let (true, Some(engine)) = (limited, &self.engine) {
             engine.set_scheduler(scheduler.clone());
         }
         // A task-capable server says in every description how the tool runs (seed 002).
