@@ -8,6 +8,7 @@
 //! * [`meta`] — reserved `_meta` keys and per-request metadata of the 2026-07-28 revision.
 //! * [`headers`] — validation of the 2026-07-28 Streamable HTTP request headers
 //!   (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`).
+//! * `lines` (feature `tokio`) — bounded newline-delimited framing for stdio peers.
 //!
 //! ```
 //! use taskwire_protocol::jsonrpc::Message;
@@ -22,6 +23,8 @@
 pub mod codes;
 pub mod headers;
 pub mod jsonrpc;
+#[cfg(feature = "tokio")]
+pub mod lines;
 pub mod meta;
 pub mod version;
 

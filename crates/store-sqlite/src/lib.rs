@@ -503,3 +503,23 @@ impl TaskStore for SqliteStore {
         }))
     }
 }
+
+/// Opens the store a `--store` flag names: `memory` (lost on exit) or `sqlite:PATH` (durable).
+/// The error says what was wrong with the spec (callers prefix the flag's name).
+///
+/// ```
+/// let store = taskwire_store_sqlite::open_spec("memory").unwrap();
+/// # let _ = store;
+/// assert!(taskwire_store_sqlite::open_spec("postgres://x").is_err());
+/// ```
+pub fn open_spec(spec: &str) -> Result<Arc<dyn taskwire_engine::TaskStore>, String> {
+    if spec == "memory" {
+        return Ok(Arc::new(taskwire_engine::MemoryStore::new()));
+    }
+    match spec.strip_prefix("sqlite:") {
+        Some(path) if !path.is_empty() => {
+            Ok(Arc::new(SqliteStore::open(path, SqliteConfig::default()).map_err(|e| format!("{spec}: {e}"))?))
+        }
+        _ => Err(format!("{spec:?} is not understood: use memory or sqlite:PATH (e.g. sqlite:tasks.db)")),
+    }
+}

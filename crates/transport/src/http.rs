@@ -949,6 +949,36 @@ fn delete(shared: &Shared, headers: &HeaderMap, principal: Option<&str>) -> Resp
     }
 }
 
+/// Reads a bearer-token file for [`HttpConfig::bearer_tokens`]: one `TOKEN PRINCIPAL` pair per
+/// line; blank lines and lines starting with `#` are skipped. Errors name the file and line.
+pub fn read_bearer_tokens(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--auth-tokens {}: {e}", path.display()))?;
+    let mut tokens = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(token), Some(principal), None) => {
+                tokens.insert(token.to_owned(), principal.to_owned());
+            }
+            _ => {
+                return Err(format!(
+                    "{}:{}: expected `TOKEN PRINCIPAL` (two words separated by spaces), found {line:?}",
+                    path.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    if tokens.is_empty() {
+        return Err(format!("{}: no `TOKEN PRINCIPAL` lines; without tokens nobody could connect", path.display()));
+    }
+    Ok(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use taskwire_protocol::jsonrpc::{self, Message};
+use taskwire_protocol::lines::{LineRead, read_line, trim_line};
 use taskwire_protocol::{Era, ErrorObject};
 use taskwire_server::{Outgoing, RequestEnv, Server, Session};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -175,62 +176,10 @@ fn era_conflict(pinned: Option<Era>, era: Era, is_probe: bool, is_initialize: bo
     }
 }
 
-fn trim_line(line: &[u8]) -> &[u8] {
-    let mut end = line.len();
-    while end > 0 && matches!(line[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
-        end -= 1;
-    }
-    let start = line[..end].iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(end);
-    &line[start..end]
-}
-
 async fn send_error(tx: &mpsc::Sender<Outgoing>, id: Option<&taskwire_protocol::Id>, error: &ErrorObject) {
     let mut out = Vec::with_capacity(128);
     jsonrpc::write_error(&mut out, id, error);
     let _ = tx.send(Outgoing::Message(Bytes::from(out))).await;
-}
-
-enum LineRead {
-    Line,
-    TooLong,
-    Eof,
-}
-
-/// Reads one line into `buf`, never holding more than `max` bytes: an overlong line is skipped
-/// through to its newline without being stored.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<LineRead> {
-    let mut too_long = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(match (too_long, buf.is_empty()) {
-                (true, _) => LineRead::TooLong,
-                (false, true) => LineRead::Eof,
-                (false, false) => LineRead::Line,
-            });
-        }
-        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..=i], true),
-            None => (available, false),
-        };
-        let used = chunk.len();
-        if !too_long {
-            if buf.len() + used > max + 1 {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
-        }
-        reader.consume(used);
-        if found {
-            return Ok(if too_long { LineRead::TooLong } else { LineRead::Line });
-        }
-    }
 }
 
 /// Writes each message as one line, flushing only when no more messages are waiting.
