@@ -230,6 +230,14 @@ impl Context {
         &self.0.cancel
     }
 
+    /// Sets the task's status message (writes are coalesced, so calling this per output line is
+    /// cheap). Outside a task it does nothing: an inline call has no status to show.
+    pub fn status(&self, message: impl Into<String>) {
+        if let Some(task) = self.0.task.get() {
+            task.set_status_message(message);
+        }
+    }
+
     /// Sends `notifications/progress` if the client asked for progress (sent a `progressToken`).
     ///
     /// In a task, progress also becomes the task's status message; on 2026-07-28 tasks it is

@@ -20,6 +20,8 @@ pub struct ToolOutput {
     structured: Option<Value>,
     is_error: bool,
     meta: Option<Value>,
+    /// Members MCP does not define here (a proxied server's vendor fields), kept in order.
+    extra: Object,
 }
 
 impl ToolOutput {
@@ -38,14 +40,30 @@ impl ToolOutput {
         Self { content, ..Self::default() }
     }
 
-    /// Rebuilds an output from a `CallToolResult` object (e.g. a stored task result).
+    /// Rebuilds an output from a `CallToolResult` object (a stored task result, or what a
+    /// proxied server answered), keeping every member, including ones MCP does not define.
+    ///
+    /// ```
+    /// use taskwire_server::model::ToolOutput;
+    /// let raw = serde_json::json!({"content": [], "isError": true, "x-vendor": {"trace": 7}});
+    /// let out = ToolOutput::from_result(raw.as_object().unwrap());
+    /// assert!(out.is_error());
+    /// assert_eq!(out.into_value()["x-vendor"]["trace"], 7);
+    /// ```
     pub fn from_result(result: &Object) -> Self {
-        Self {
-            content: result.get("content").and_then(Value::as_array).cloned().unwrap_or_default(),
-            structured: result.get("structuredContent").cloned(),
-            is_error: result.get("isError").and_then(Value::as_bool).unwrap_or(false),
-            meta: None,
+        let mut out = Self::default();
+        for (key, value) in result {
+            match key.as_str() {
+                "content" => out.content = value.as_array().cloned().unwrap_or_default(),
+                "structuredContent" => out.structured = Some(value.clone()),
+                "isError" => out.is_error = value.as_bool().unwrap_or(false),
+                "_meta" => out.meta = Some(value.clone()),
+                _ => {
+                    out.extra.insert(key.clone(), value.clone());
+                }
+            }
         }
+        out
     }
 
     /// Marks the output as a tool execution error (`isError: true`).
@@ -84,6 +102,7 @@ impl ToolOutput {
         if let Some(m) = self.meta {
             o.insert("_meta".into(), m);
         }
+        o.extend(self.extra);
         o
     }
 

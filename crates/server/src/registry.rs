@@ -78,6 +78,8 @@ pub struct Tool {
     pub(crate) task_on_promotion: bool,
     pub(crate) retryable: bool,
     pub(crate) controls: Controls,
+    /// Whether the server appends how the tool runs to its description.
+    pub(crate) describe_execution: bool,
 }
 
 /// How a tool's executions are bounded: the scheduler's limits plus what the executor enforces.
@@ -108,7 +110,37 @@ impl Tool {
             task_on_promotion: false,
             retryable: false,
             controls: Controls::default(),
+            describe_execution: true,
         }
+    }
+
+    /// A tool listed exactly as `definition` says (a `Tool` object as a server lists it, with
+    /// whatever members it has); `None` when it has no string `name`. A proxy re-serves a
+    /// server's tools this way. An `execution` member is dropped: task support is what this
+    /// server offers ([`Tool::task`]), not what the definition's author did.
+    ///
+    /// ```
+    /// use taskwire_server::Tool;
+    /// let def = serde_json::json!({"name": "t", "description": "d", "inputSchema": {"type": "object"}, "x-extra": 1});
+    /// let tool = Tool::from_definition(def.as_object().unwrap().clone()).unwrap();
+    /// assert_eq!(tool.name(), "t");
+    /// ```
+    pub fn from_definition(mut definition: Object) -> Option<Self> {
+        let name = definition.get("name")?.as_str()?.to_owned();
+        definition.remove("execution");
+        let mut tool = Tool::new(name, "");
+        if let Some(schema) = definition.get("inputSchema") {
+            tool.param_headers = taskwire_protocol::headers::param_headers(schema);
+        }
+        tool.definition = definition;
+        Some(tool)
+    }
+
+    /// Keeps the description exactly as given: the server does not append how the tool runs
+    /// (for a proxy's pass-through tools, whose descriptions are another server's).
+    pub fn keep_description(mut self) -> Self {
+        self.describe_execution = false;
+        self
     }
 
     /// Bounds how many executions run and wait, and how often callers may start one (see

@@ -21,6 +21,7 @@ use crate::context::{Channel, Context};
 use crate::error::ToolError;
 use crate::model::{LogLevel, Object};
 use crate::mrtr::StateSealer;
+use crate::passthrough::Passthrough;
 use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, TaskSupport, Tool, ToolHandler};
 use crate::session::{Session, Sink};
 use crate::tasks::{self, TaskMode};
@@ -52,9 +53,18 @@ pub struct ServerBuilder {
     job_control: bool,
     global_limits: GlobalLimits,
     request_timeout: Option<Duration>,
+    passthrough: Option<Arc<dyn Passthrough>>,
 }
 
 impl ServerBuilder {
+    /// Sends what the server does not answer itself — resources, prompts, completions, unknown
+    /// methods and notifications — to `upstream`, and declares its capabilities for those (see
+    /// [`Passthrough`]). This is how `taskwire proxy` fronts another server.
+    pub fn passthrough(mut self, upstream: Arc<dyn Passthrough>) -> Self {
+        self.passthrough = Some(upstream);
+        self
+    }
+
     /// At most `n` executions of limited tools ([`Tool::limits`]) run at once, whatever the tool.
     pub fn max_running(mut self, n: usize) -> Self {
         self.global_limits.max_running = Some(n.max(1));
@@ -156,7 +166,7 @@ impl ServerBuilder {
         }
         // A task-capable server says in every description how the tool runs (seed 002).
         let describe = self.engine.is_some();
-        for tool in &mut self.tools {
+        for tool in self.tools.iter_mut().filter(|t| t.describe_execution) {
             if describe || tool.controls.limits.is_limited() || tool.controls.timeout.is_some() {
                 let summary = tool.execution_summary();
                 if let Some(Value::String(d)) = tool.definition.get_mut("description") {
@@ -207,6 +217,7 @@ impl ServerBuilder {
                 blocking: Arc::new(Semaphore::new(self.blocking_threads)),
                 scheduler,
                 request_timeout: self.request_timeout,
+                passthrough: self.passthrough,
                 sealer: StateSealer::random(),
                 subscribers: Mutex::new(HashMap::new()),
             }),
@@ -237,6 +248,7 @@ struct Inner {
     blocking: Arc<Semaphore>,
     scheduler: Arc<Scheduler>,
     request_timeout: Option<Duration>,
+    passthrough: Option<Arc<dyn Passthrough>>,
     sealer: StateSealer,
     /// Sessions subscribed to each resource URI (weak: a closed session unsubscribes itself).
     subscribers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
@@ -403,6 +415,7 @@ impl Server {
             job_control: false,
             global_limits: GlobalLimits::default(),
             request_timeout: None,
+            passthrough: None,
         }
     }
 
@@ -579,6 +592,22 @@ impl Server {
         if self.inner.completion.is_some() {
             caps.insert("completions".into(), json!({}));
         }
+        if let Some(upstream) = &self.inner.passthrough {
+            for (key, mut value) in upstream.capabilities() {
+                // Tools, logging and tasks are this server's own; everything else the upstream
+                // declared (vendor keys included) is what it will answer through us.
+                if matches!(key.as_str(), "tools" | "logging" | "tasks" | "extensions") {
+                    continue;
+                }
+                if era == Era::PerRequest
+                    && let Value::Object(o) = &mut value
+                {
+                    o.remove("listChanged");
+                    o.remove("subscribe");
+                }
+                caps.insert(key, value);
+            }
+        }
         if self.inner.engine.is_some() {
             match era {
                 Era::Handshake => {
@@ -623,6 +652,14 @@ impl Server {
                     ErrorObject::invalid_params("logging/setLevel needs params.level: debug, info, notice, warning, error, critical, alert or emergency")
                 })?;
                 env.session.set_log_level(level);
+                if self.inner.passthrough.is_some() {
+                    // The upstream filters its own messages; one without logging still leaves
+                    // this server's level set, so the client gets its answer either way.
+                    let channel = Channel::Handshake(version);
+                    if let Err(e) = self.forward(id, method, params, env, channel, Era::Handshake).await {
+                        tracing::debug!("the upstream did not take logging/setLevel: {e:?}");
+                    }
+                }
                 json!({})
             }
             "resources/subscribe" | "resources/unsubscribe" => {
@@ -636,6 +673,9 @@ impl Server {
                     list.push(Arc::downgrade(&env.session));
                 } else {
                     env.session.unsubscribe(uri);
+                }
+                if self.inner.passthrough.is_some() {
+                    return self.forward(id, method, params, env, Channel::Handshake(version), Era::Handshake).await;
                 }
                 json!({})
             }
@@ -795,6 +835,13 @@ impl Server {
                 }
             }
         };
+        let forwarded = matches!(
+            method,
+            "resources/list" | "resources/templates/list" | "prompts/list" | "prompts/get" | "completion/complete"
+        ) || (method == "resources/read" && !self.reads_locally(&params));
+        if forwarded && self.inner.passthrough.is_some() {
+            return self.forward(id, method, params, env, channel, era).await;
+        }
         match method {
             "tools/list" => {
                 check_cursor(&params)?;
@@ -864,7 +911,44 @@ impl Server {
                 let total = values.len();
                 Ok(finish(json!({"completion": {"values": values, "total": total, "hasMore": false}}), false))
             }
+            _ if self.inner.passthrough.is_some() => self.forward(id, method, params, env, channel, era).await,
             _ => Err(ErrorObject::method_not_found(method).into()),
+        }
+    }
+
+    /// Whether `resources/read` names one of this server's own resources (a proxy serves its
+    /// `taskwire://limits` itself and forwards every other URI).
+    fn reads_locally(&self, params: &Object) -> bool {
+        let Some(uri) = get_str(params, "uri") else { return true };
+        self.inner.resources.iter().any(|r| r.uri() == uri)
+            || self.inner.templates.iter().any(|t| t.matches(uri).is_some())
+    }
+
+    /// Sends a request to the passthrough and answers with its result, unchanged in the
+    /// handshake era and completed with what 2026-07-28 requires otherwise.
+    async fn forward(
+        &self,
+        id: &Id,
+        method: &str,
+        params: Object,
+        env: &RequestEnv,
+        channel: Channel,
+        era: Era,
+    ) -> Result<String, ToolError> {
+        let Some(upstream) = &self.inner.passthrough else {
+            return Err(ErrorObject::method_not_found(method).into());
+        };
+        let cacheable = method.ends_with("/list") || method == "resources/read";
+        let ctx = self.context(id, &params, env, channel);
+        let raw = upstream.forward(ctx, method.to_owned(), params).await?;
+        match era {
+            Era::Handshake => Ok(raw),
+            Era::PerRequest => {
+                let value = serde_json::from_str(&raw).map_err(|e| {
+                    ErrorObject::internal(format!("the upstream server sent a result that is not JSON: {e}"))
+                })?;
+                Ok(self.finish_per_request(value, cacheable))
+            }
         }
     }
 
@@ -1442,7 +1526,11 @@ impl Server {
                     session.cancel(&id);
                 }
             }
-            _ => {}
+            _ => {
+                if let Some(upstream) = &self.inner.passthrough {
+                    upstream.notify(method, params);
+                }
+            }
         }
     }
 }
