@@ -3,6 +3,7 @@
 # fails unless every expectation below holds.
 #
 #   scripts/conformance.sh [path/to/taskwire-fixtures]
+#   TASKWIRE_BIN=target/debug/taskwire scripts/conformance.sh …   # also through `taskwire proxy`
 #
 # Installs what it needs under .work/ (Node 22 from the npm registry, because the suites import
 # fs.globSync, which Node 20 lacks; the two pinned suite versions). Re-runs reuse the install.
@@ -31,14 +32,23 @@ suite() { # suite VERSION -> path of the suite's CLI, installing it once
 stable=$(suite 0.1.16)
 alpha=$(suite 0.2.0-alpha.12)
 
-log=$work/fixtures-http.log
-"$bin" --http 127.0.0.1:0 2>"$log" &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
-port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/mcp.*|\1|p' "$log")
-[ -n "$port" ] || { echo "conformance: the fixture server did not start:" >&2; cat "$log" >&2; exit 1; }
-url=http://localhost:$port/mcp
+# start_server NAME COMMAND... : starts a server that prints "listening on http://127.0.0.1:PORT/mcp"
+# on stderr and sets $url to its endpoint; it is stopped when the script exits.
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+start_server() {
+  local name=$1; shift
+  local log=$work/$name.log
+  "$@" 2>"$log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+  local port
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/mcp.*|\1|p' "$log")
+  [ -n "$port" ] || { echo "conformance: $name did not start:" >&2; cat "$log" >&2; exit 1; }
+  url=http://localhost:$port/mcp
+}
+start_server fixtures-http "$bin" --http 127.0.0.1:0
+server=${pids[0]}
 failures=0
 check() { # check NAME EXPECTED-REGEX -- conformance args...
   local name=$1 expect=$2; shift 3
@@ -63,6 +73,14 @@ for scenario in server-session-lifecycle http-header-validation http-custom-head
   check "$scenario" 'Passed: ([0-9]+)/\1, 0 failed' -- "$alpha" server --url "$url" --scenario "$scenario"
 done
 if ! kill -0 $server 2>/dev/null; then echo "conformance: FAIL the fixture server died during the runs"; failures=$((failures + 1)); fi
-total=$((4 + 4 + $(echo $tasks_scenarios | wc -w)))
+# The same stable suite through the gateway (`taskwire proxy`, every tool made task-capable) in
+# front of the fixture server on stdio must score what the fixture server scores directly.
+extra=0
+if [ -n "${TASKWIRE_BIN:-}" ]; then
+  start_server proxy-http "$TASKWIRE_BIN" proxy --http 127.0.0.1:0 --all-tools --store memory -- "$bin" --stdio
+  check proxy-stable-active '^Total: 40 passed, 0 failed' -- "$stable" server --url "$url"
+  extra=1
+fi
+total=$((4 + 4 + $(echo $tasks_scenarios | wc -w) + extra))
 echo "conformance: $((total - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,489 @@
+//! A lossless MCP client: the half of taskwire that talks *to* MCP servers.
+//!
+//! The proxy uses it to reach the server it fronts, the CLI to drive a server from the command
+//! line. Results stay raw JSON ([`RawValue`]) so that nothing a server sends is lost on the way
+//! through, and whatever the server sends that is not a response arrives as [`Incoming`]: on the
+//! [`Call`] it belongs to when that can be known, else on the client's own receiver.
+//!
+//! Two links: a child process speaking newline-delimited JSON-RPC on its standard streams
+//! ([`Client::spawn`]), and Streamable HTTP ([`Client::connect_http`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), taskwire_client::ClientError> {
+//! use taskwire_client::{Client, HttpOptions};
+//! let (client, _incoming) = Client::connect_http("http://127.0.0.1:3000/mcp", HttpOptions::default())?;
+//! client.initialize(serde_json::json!({})).await?;
+//! let result = client.request("tools/list", None).await?;
+//! println!("{}", result.get());
+//! # Ok(()) }
+//! ```
+
+mod http;
+mod sse;
+mod stdio;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use taskwire_protocol::jsonrpc::{self, ErrorObject, Id, Message};
+use tokio::sync::{mpsc, oneshot};
+
+pub use http::HttpOptions;
+pub use stdio::StdioCommand;
+
+/// The protocol revision the client asks for in `initialize`.
+pub const CLIENT_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// How many messages wait on a receiver before the link stops reading (backpressure).
+const EVENT_BUFFER: usize = 256;
+
+/// What went wrong talking to a server.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached or started.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The connection ended (the process exited, the stream closed) before the answer came.
+    #[error("the connection closed: {0}")]
+    Closed(String),
+    /// The server answered with a JSON-RPC error.
+    #[error("the server answered error {}: {}", .0.code, .0.message)]
+    Rpc(ErrorObject),
+    /// The server answered HTTP with a status that carries no JSON-RPC message.
+    #[error("the server answered HTTP {status}: {body}")]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// The server sent something that is not the JSON-RPC it should be.
+    #[error("the server sent invalid JSON-RPC: {0}")]
+    Invalid(String),
+    /// The request was cancelled by this client.
+    #[error("the request was cancelled")]
+    Cancelled,
+}
+
+/// A message from the server that is not a response: a notification, or a request the client
+/// must answer with [`ServerRequest::respond`].
+#[derive(Debug)]
+pub enum Incoming {
+    /// A notification.
+    Notification {
+        /// Its method.
+        method: String,
+        /// Its params, raw.
+        params: Option<Box<RawValue>>,
+    },
+    /// A server→client request (sampling, elicitation, roots, ping).
+    Request(ServerRequest),
+}
+
+impl Incoming {
+    /// The method of the notification or request.
+    pub fn method(&self) -> &str {
+        match self {
+            Incoming::Notification { method, .. } => method,
+            Incoming::Request(r) => &r.method,
+        }
+    }
+}
+
+/// A request from the server, to be answered once.
+#[derive(Debug)]
+pub struct ServerRequest {
+    /// The server's id for it.
+    pub id: Id,
+    /// Its method.
+    pub method: String,
+    /// Its params, raw.
+    pub params: Option<Box<RawValue>>,
+    client: Client,
+}
+
+impl ServerRequest {
+    /// Sends the answer (a result object or an error) back to the server.
+    pub async fn respond(self, outcome: Result<Value, ErrorObject>) -> Result<(), ClientError> {
+        let mut out = Vec::with_capacity(128);
+        match outcome {
+            Ok(result) => jsonrpc::write_response(&mut out, &self.id, &result.to_string()),
+            Err(error) => jsonrpc::write_error(&mut out, Some(&self.id), &error),
+        }
+        self.client.shared.link.send(&self.client, out, None).await
+    }
+}
+
+/// A request in flight: its answer, and what the server sent that belongs to it.
+#[derive(Debug)]
+pub struct Call {
+    id: i64,
+    reply: oneshot::Receiver<Result<Box<RawValue>, ClientError>>,
+    events: mpsc::Receiver<Incoming>,
+    client: Client,
+}
+
+impl Call {
+    /// The id this client gave the request.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The next message that belongs to this call (its progress; over HTTP, everything sent on
+    /// its stream; over stdio, log messages, sampling and elicitation while it is the newest call),
+    /// or the final answer.
+    pub async fn next(&mut self) -> CallEvent {
+        tokio::select! {
+            biased;
+            Some(event) = self.events.recv() => CallEvent::Incoming(event),
+            reply = &mut self.reply => CallEvent::Done(reply.unwrap_or_else(|_| Err(self.client.closed_error()))),
+        }
+    }
+
+    /// Waits for the answer, dropping whatever else arrives for the call.
+    pub async fn result(mut self) -> Result<Box<RawValue>, ClientError> {
+        loop {
+            if let CallEvent::Done(r) = self.next().await {
+                return r;
+            }
+        }
+    }
+
+    /// Sends `notifications/cancelled` for this request; its answer becomes
+    /// [`ClientError::Cancelled`].
+    pub async fn cancel(&self, reason: &str) {
+        self.client.cancel(self.id, reason).await;
+    }
+}
+
+/// What [`Call::next`] yields.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A notification or server request that belongs to the call.
+    Incoming(Incoming),
+    /// The answer.
+    Done(Result<Box<RawValue>, ClientError>),
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
+    events: mpsc::Sender<Incoming>,
+    progress_token: String,
+}
+
+pub(crate) struct Shared {
+    link: Link,
+    next_id: AtomicI64,
+    pending: Mutex<HashMap<i64, Pending>>,
+    incoming: mpsc::Sender<Incoming>,
+    closed: OnceLock<String>,
+    closed_signal: tokio::sync::Notify,
+    negotiated: OnceLock<String>,
+}
+
+enum Link {
+    Stdio(stdio::StdioLink),
+    Http(http::HttpLink),
+}
+
+impl Link {
+    /// Boxed, because routing an HTTP answer can send again (answering a server request), and
+    /// the compiler cannot see that a recursive future is `Send` unless it is spelled out.
+    fn send<'a>(
+        &'a self,
+        client: &'a Client,
+        message: Vec<u8>,
+        call: Option<i64>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ClientError>> + Send + 'a>> {
+        match self {
+            Link::Stdio(l) => Box::pin(l.send(message)),
+            Link::Http(l) => Box::pin(l.send(client, message, call)),
+        }
+    }
+}
+
+/// A connection to one MCP server. Cheap to clone; the connection ends when the last clone
+/// is dropped (a child process is killed).
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    fn with_link(link: Link) -> (Client, mpsc::Receiver<Incoming>) {
+        let (incoming, rx) = mpsc::channel(EVENT_BUFFER);
+        let shared = Shared {
+            link,
+            next_id: AtomicI64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            incoming,
+            closed: OnceLock::new(),
+            closed_signal: tokio::sync::Notify::new(),
+            negotiated: OnceLock::new(),
+        };
+        (Client { shared: Arc::new(shared) }, rx)
+    }
+
+    /// Starts `command` as a child process (in its own process group, killed when the client is
+    /// dropped) and speaks JSON-RPC on its standard input and output. Its standard error is
+    /// inherited.
+    pub fn spawn(command: StdioCommand) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
+        let (link, io) = stdio::StdioLink::spawn(&command)?;
+        let (client, rx) = Self::with_link(Link::Stdio(link));
+        io.start(client.clone());
+        Ok((client, rx))
+    }
+
+    /// Talks Streamable HTTP to the endpoint at `url` (nothing is sent until the first request).
+    pub fn connect_http(url: &str, options: HttpOptions) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
+        let link = http::HttpLink::new(url, options)?;
+        Ok(Self::with_link(Link::Http(link)))
+    }
+
+    /// The handshake: `initialize` with the given client capabilities, then
+    /// `notifications/initialized`. Returns the server's `InitializeResult`.
+    pub async fn initialize(&self, capabilities: Value) -> Result<Value, ClientError> {
+        let params = json!({
+            "protocolVersion": CLIENT_PROTOCOL_VERSION,
+            "capabilities": capabilities,
+            "clientInfo": {"name": "taskwire", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let raw = self.request("initialize", Some(&params)).await?;
+        let result: Value = serde_json::from_str(raw.get()).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(CLIENT_PROTOCOL_VERSION);
+        let _ = self.shared.negotiated.set(version.to_owned());
+        self.notify("notifications/initialized", None).await?;
+        if let Link::Http(l) = &self.shared.link {
+            l.open_listen_stream(self.clone());
+        }
+        Ok(result)
+    }
+
+    /// The protocol revision `initialize` settled on.
+    pub fn negotiated_version(&self) -> Option<&str> {
+        self.shared.negotiated.get().map(String::as_str)
+    }
+
+    /// Sends a request and waits for its answer, dropping anything else that belongs to it.
+    pub async fn request(&self, method: &str, params: Option<&Value>) -> Result<Box<RawValue>, ClientError> {
+        let params =
+            params.map(|p| serde_json::value::to_raw_value(p).map_err(|e| ClientError::Invalid(e.to_string())));
+        self.start(method, params.transpose()?, false).await?.result().await
+    }
+
+    /// Sends a request and returns it in flight. With `progress`, or when `params._meta` already
+    /// has a `progressToken`, a token of the client's own goes in its place, so that progress
+    /// from the server reaches this [`Call`]; otherwise the params go out untouched.
+    pub async fn start(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        progress: bool,
+    ) -> Result<Call, ClientError> {
+        if self.shared.closed.get().is_some() {
+            return Err(self.closed_error());
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress_token = format!("taskwire-{id}");
+        let params = match params {
+            Some(p) if !progress && !p.get().contains("\"progressToken\"") => p.get().to_owned(),
+            None if !progress => "{}".to_owned(),
+            p => with_progress_token(p, &progress_token)?,
+        };
+        let (reply_tx, reply) = oneshot::channel();
+        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
+        lock(&self.shared.pending).insert(id, Pending { reply: reply_tx, events: events_tx, progress_token });
+        let mut out = Vec::with_capacity(64 + params.len());
+        jsonrpc::write_request(&mut out, &Id::Number(id), method, &params);
+        if let Err(e) = self.shared.link.send(self, out, Some(id)).await {
+            lock(&self.shared.pending).remove(&id);
+            return Err(e);
+        }
+        Ok(Call { id, reply, events, client: self.clone() })
+    }
+
+    /// Sends a notification.
+    pub async fn notify(&self, method: &str, params: Option<&Value>) -> Result<(), ClientError> {
+        let mut out = Vec::with_capacity(64);
+        let params = params.map(Value::to_string).unwrap_or_else(|| "{}".to_owned());
+        jsonrpc::write_notification(&mut out, method, &params);
+        self.shared.link.send(self, out, None).await
+    }
+
+    /// Cancels request `id` (`notifications/cancelled`); its answer becomes
+    /// [`ClientError::Cancelled`].
+    pub async fn cancel(&self, id: i64, reason: &str) {
+        if let Some(p) = lock(&self.shared.pending).remove(&id) {
+            let _ = p.reply.send(Err(ClientError::Cancelled));
+        }
+        let _ = self.notify("notifications/cancelled", Some(&json!({"requestId": id, "reason": reason}))).await;
+    }
+
+    /// Whether the connection has ended, and why.
+    pub fn closed_reason(&self) -> Option<&str> {
+        self.shared.closed.get().map(String::as_str)
+    }
+
+    /// Waits until the connection ends (a child process exits). An HTTP connection has no end
+    /// of its own: each request succeeds or fails by itself.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.shared.closed_signal.notified();
+            if self.shared.closed.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn closed_error(&self) -> ClientError {
+        ClientError::Closed(self.shared.closed.get().cloned().unwrap_or_else(|| "the connection ended".into()))
+    }
+
+    /// Ends the connection: every request still waiting gets [`ClientError::Closed`].
+    pub(crate) fn mark_closed(&self, reason: String) {
+        let _ = self.shared.closed.set(reason);
+        self.shared.closed_signal.notify_waiters();
+        let pending: Vec<Pending> = lock(&self.shared.pending).drain().map(|(_, p)| p).collect();
+        for p in pending {
+            let _ = p.reply.send(Err(self.closed_error()));
+        }
+    }
+
+    /// Routes one message from the server. `stream_of` names the call whose HTTP response
+    /// stream carried it (none for stdio and the standalone stream).
+    pub(crate) async fn route(&self, bytes: &[u8], stream_of: Option<i64>) {
+        let message = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("ignoring a message the server sent that is not JSON-RPC: {e}");
+                return;
+            }
+        };
+        match message {
+            Message::Response(r) => self.answer(&r.id, Ok(r.result)),
+            Message::Error(e) => match e.id {
+                Some(id) => self.answer(&id, Err(ClientError::Rpc(e.error))),
+                None => tracing::warn!("the server sent an error without an id: {}", e.error.message),
+            },
+            Message::Notification(n) => {
+                let target = self.owner_of(&n.method, n.params.as_deref(), stream_of);
+                self.deliver(target, Incoming::Notification { method: n.method, params: n.params }).await;
+            }
+            Message::Request(r) => {
+                let target = self.owner_of(&r.method, None, stream_of);
+                let request = ServerRequest { id: r.id, method: r.method, params: r.params, client: self.clone() };
+                self.deliver(target, Incoming::Request(request)).await;
+            }
+        }
+    }
+
+    fn is_pending(&self, id: i64) -> bool {
+        lock(&self.shared.pending).contains_key(&id)
+    }
+
+    fn answer(&self, id: &Id, outcome: Result<Box<RawValue>, ClientError>) {
+        let Id::Number(n) = id else { return };
+        if let Some(p) = lock(&self.shared.pending).remove(n) {
+            let _ = p.reply.send(outcome);
+        }
+    }
+
+    /// Which call a message belongs to. Progress names its call by token; a message on a call's
+    /// HTTP stream belongs to that call; over stdio, where nothing else tells, everything but
+    /// session-level notifications (list changes, resource updates, task status) goes to the
+    /// newest call in flight: exact when one call runs at a time, a guess otherwise.
+    fn owner_of(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        stream_of: Option<i64>,
+    ) -> Option<mpsc::Sender<Incoming>> {
+        let pending = lock(&self.shared.pending);
+        if method == "notifications/progress" {
+            let token = params
+                .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                .and_then(|v| v.get("progressToken").and_then(Value::as_str).map(str::to_owned));
+            if let Some(token) = token {
+                return pending.values().find(|p| p.progress_token == token).map(|p| p.events.clone());
+            }
+        }
+        if let Some(id) = stream_of {
+            return pending.get(&id).map(|p| p.events.clone());
+        }
+        if !is_session_level(method) && matches!(self.shared.link, Link::Stdio(_)) {
+            return pending.iter().max_by_key(|(id, _)| **id).map(|(_, p)| p.events.clone());
+        }
+        None
+    }
+
+    async fn deliver(&self, target: Option<mpsc::Sender<Incoming>>, incoming: Incoming) {
+        let incoming = match target {
+            Some(tx) => match tx.send(incoming).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => back,
+            },
+            None => incoming,
+        };
+        if let Err(mpsc::error::SendError(Incoming::Request(r))) = self.shared.incoming.send(incoming).await {
+            // Nobody listens: say so rather than leave the server waiting.
+            let _ = r.respond(Err(ErrorObject::method_not_found("this client handles no server requests"))).await;
+        }
+    }
+}
+
+/// Notifications about the session rather than any one request.
+fn is_session_level(method: &str) -> bool {
+    method.ends_with("/list_changed")
+        || matches!(method, "notifications/resources/updated" | "notifications/tasks/status" | "roots/list" | "ping")
+}
+
+/// Puts `progressToken` into `params._meta` (params must be an object, or absent).
+fn with_progress_token(params: Option<Box<RawValue>>, token: &str) -> Result<String, ClientError> {
+    let mut value: Value = match params {
+        None => json!({}),
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| ClientError::Invalid(e.to_string()))?,
+    };
+    let Value::Object(object) = &mut value else {
+        return Err(ClientError::Invalid("request params must be a JSON object".into()));
+    };
+    let meta = object.entry("_meta").or_insert_with(|| json!({}));
+    if let Value::Object(m) = meta {
+        m.insert("progressToken".into(), json!(token));
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_token_replaces_the_callers_and_keeps_other_meta() {
+        let raw =
+            serde_json::value::to_raw_value(&json!({"name": "x", "_meta": {"progressToken": 7, "k": 1}})).unwrap();
+        let out: Value = serde_json::from_str(&with_progress_token(Some(raw), "taskwire-3").unwrap()).unwrap();
+        assert_eq!(out["_meta"]["progressToken"], "taskwire-3");
+        assert_eq!(out["_meta"]["k"], 1);
+        assert_eq!(out["name"], "x");
+    }
+
+    #[test]
+    fn params_that_are_not_an_object_are_refused() {
+        let raw = serde_json::value::to_raw_value(&json!([1])).unwrap();
+        assert!(matches!(with_progress_token(Some(raw), "t"), Err(ClientError::Invalid(_))));
+    }
+}
