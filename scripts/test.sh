@@ -14,11 +14,11 @@ step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo build (fixture server)"
+step "cargo build (fixture server, taskwire)"
 cargo build --workspace --locked
-step "official MCP conformance suites"
-bash scripts/conformance.sh target/debug/taskwire-fixtures
+step "official MCP conformance suites (direct, and through taskwire proxy)"
+TASKWIRE_BIN=$PWD/target/debug/taskwire bash scripts/conformance.sh target/debug/taskwire-fixtures
 step "TypeScript and Python SDK clients"
-TASKWIRE_FIXTURES=$PWD/target/debug/taskwire-fixtures bash tests/interop/run.sh
+TASKWIRE_FIXTURES=$PWD/target/debug/taskwire-fixtures TASKWIRE_BIN=$PWD/target/debug/taskwire bash tests/interop/run.sh
 step "cargo test"
 cargo test --workspace --locked
