@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = f"{HERE}/peers/rust/target/release"
 OURS = f"{ROOT}/target/release/taskwire-fixtures"
+CLI = f"{ROOT}/target/release/taskwire"
 NODE = "node"
 PY = f"{HERE}/peers/py/.venv/bin/python"
 TS = f"{HERE}/peers/ts/server.mjs"
@@ -108,7 +109,7 @@ def by(kind, key=lambda r: r["server"]):
     return groups
 
 
-def start_http(name, port, kind, cmd):
+def start_http(name, port, kind, cmd, record_idle=True):
     url = f"http://127.0.0.1:{port}/mcp"
     p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(1200):
@@ -137,7 +138,8 @@ def start_http(name, port, kind, cmd):
         p.terminate()
         raise SystemExit(f"{name} did not echo: {probe}")
     time.sleep(1)
-    emit(kind="idle", server=name, rss_kb=proc_status(p.pid, "VmRSS:"))
+    if record_idle:
+        emit(kind="idle", server=name, rss_kb=proc_status(p.pid, "VmRSS:"))
     return dict(proc=p, url=url, sid=sid, modern=kind == "modern", version=version)
 
 
@@ -187,6 +189,27 @@ def run_ready(reps, only):
                                  capture_output=True, text=True, timeout=120).stdout
             d = {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
             emit(kind="ready", server=name, rep=rep, **d)
+
+
+PROXY_SERVERS = [  # name, port, kind, command: the fixture server direct, and behind `taskwire proxy`
+    ("direct", 8170, "session", [OURS, "--http", "127.0.0.1:8170"]),
+    ("proxy", 8171, "session", [CLI, "proxy", "--http", "127.0.0.1:8171", "--store", "memory", "--", OURS, "--stdio"]),
+]
+
+
+def run_proxy(reps, seconds):
+    """What the gateway adds: `tools/call echo` at one connection, direct vs through the proxy
+    (its upstream on stdio, both processes pinned to the server CPU), interleaved."""
+    # No idle rows: they belong to the HTTP section, and a section measured alone must not replace them.
+    servers = {name: start_http(name, port, kind, cmd, record_idle=False) for name, port, kind, cmd in PROXY_SERVERS}
+    for s in servers.values():
+        wrk(s["url"], 1, 2, sid=s["sid"], version=s["version"])
+    for rep in range(max(reps, 3)):
+        for name, s in servers.items():
+            emit(kind="proxy", server=name, rep=rep, **wrk(s["url"], 1, seconds, sid=s["sid"], version=s["version"]))
+    for s in servers.values():
+        s["proc"].terminate()
+        s["proc"].wait()
 
 
 TASK_SERVERS = [  # name, port, command (a fresh SQLite file per run for the durable one)
@@ -285,6 +308,24 @@ def task_report(lines, verdict):
 
 
 SECONDS = [5]
+
+
+def proxy_report(lines, verdict):
+    proxy = by("proxy")
+    if not proxy:
+        return
+    p50 = {s: med([x["p50_us"] for x in v]) for s, v in proxy.items()}
+    added = (p50["proxy"] - p50["direct"]) / p50["direct"]
+    lines += ["", "## Gateway overhead (issue 6)", "",
+              "`tools/call echo` at one connection on a 2025-11-25 session: `taskwire-fixtures --http` direct, and "
+              "`taskwire proxy --http … -- taskwire-fixtures --stdio` (both processes on the server CPU).", "",
+              "| path | req/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    for s, v in proxy.items():
+        lines.append(f"| {s} | {med([x['rps'] for x in v]):,.0f} | {p50[s] / 1000:.3f} | "
+                     f"{med([x['p99_us'] for x in v]) / 1000:.3f} |")
+    lines += ["", "| target | measured | status |", "|---|---|---|",
+              f"| the proxy adds ≤ 20 % to p50 at one connection | +{100 * added:.0f} % "
+              f"({(p50['proxy'] - p50['direct']) / 1000:.3f} ms) | {verdict(added <= 0.20)} |"]
 
 
 def args_seconds():
@@ -392,6 +433,7 @@ def report(args):
     lines.append("| an SSE call at one connection never waits on Nagle's delayed ACK | regression test "
                  "`crates/fixtures/tests/nagle.rs` (fails at 44 ms median without TCP_NODELAY) | **met** (tested in CI) |")
     task_report(lines, verdict)
+    proxy_report(lines, verdict)
     lines += ["", "Where a target is not met, see *What is not met and why* below (kept by hand in "
               "`bench/NOTES.md`, appended verbatim)."]
     notes = f"{HERE}/NOTES.md"
@@ -409,7 +451,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated server names (bare servers always run)")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: http,stdio,ready,tasks")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: http,stdio,ready,tasks,proxy")
     ap.add_argument("--task-rounds", type=int, default=6, help="creation rounds while retained tasks grow")
     ap.add_argument("--report-from", default="",
                     help="rewrite BENCHMARKS.md from results/*.jsonl files (comma-separated, merged), measuring nothing")
@@ -419,19 +461,22 @@ def main():
     if args.report_from:
         # A later file replaces the same sections (row kinds) of earlier ones, so one section can
         # be measured again without repeating the whole run.
-        saved = []
+        saved, runs = [], []
         for path in args.report_from.split(","):
             with open(path) as f:
                 newer = [json.loads(line) for line in f]
             kinds = {r["kind"] for r in newer} - {"run"}
             saved = [r for r in saved if r["kind"] not in kinds] + newer
+            run = next((r for r in newer if r.get("kind") == "run"), {})
+            stamp = os.path.basename(path).removesuffix(".jsonl")
+            # The run's own time and machine, never the present (older files lack them: say so).
+            runs.append((run.get("when", f"{stamp} local time"), run.get("machine"), sorted(kinds)))
         args.sources = ", ".join(f"`bench/results/{os.path.basename(p)}`" for p in args.report_from.split(","))
         meta = next((r for r in saved if r.get("kind") == "run"), {})
         args.reps, args.seconds, args.loadavg = meta.get("reps", args.reps), meta.get("seconds", args.seconds), meta.get("loadavg", "?")
-        # The run's own time and machine, never the present (older files lack them: say so).
-        stamp = os.path.basename(args.report_from.split(",")[-1]).removesuffix(".jsonl")
-        args.when = meta.get("when", f"{stamp} (local time of the results file)")
-        args.machine = meta.get("machine", "not recorded in these results")
+        args.when = "; ".join(f"{when} ({', '.join(k for k in kinds if k not in ('idle', 'peak')) or 'run'})"
+                              for when, _, kinds in runs)
+        args.machine = next((m for _, m, _ in reversed(runs) if m), "not recorded in these results")
         rows.extend(saved)
         report(args)
         print(f"rewrote BENCHMARKS.md from {args.report_from}")
@@ -450,6 +495,8 @@ def main():
         run_ready(max(args.reps, 5), only)
     if "tasks" not in skip:
         run_tasks(args.reps, args.seconds, args.task_rounds)
+    if "proxy" not in skip:
+        run_proxy(args.reps, args.seconds)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     with open(f"{HERE}/results/{stamp}.jsonl", "w") as f:
         for r in rows:

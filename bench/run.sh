@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the side-by-side benchmarks: installs and builds everything, runs the matrix,
-# and rewrites BENCHMARKS.md.   usage: bench/run.sh [--reps N] [--seconds S] [--only a,b] [--skip http,stdio,ready]
+# and rewrites BENCHMARKS.md.   usage: bench/run.sh [--reps N] [--seconds S] [--only a,b] [--skip http,stdio,ready,tasks,proxy]
 # Takes about 20 minutes with the defaults (3 repetitions of 5 s). Loopback only. Run it on a
 # quiet machine: anything else running shows up in every figure.
 set -euo pipefail
@@ -15,8 +15,8 @@ fi
 command -v taskset >/dev/null || { echo "bench: taskset is missing (Debian package util-linux)" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "bench: needs two CPUs (server on one, load generator on the other)" >&2; exit 2; }
 
-say "building taskwire-fixtures (release)"
-(cd "$root" && cargo build --release --locked -p taskwire-fixtures -j2)
+say "building taskwire-fixtures and taskwire (release)"
+(cd "$root" && cargo build --release --locked -p taskwire-fixtures -p taskwire -j2)
 say "building the Rust peers (rmcp 3.9.0 server, bare axum, probes)"
 (cd "$here/peers/rust" && cargo build --release -j2)
 say "installing the TypeScript SDK peer"

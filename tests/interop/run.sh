@@ -6,9 +6,17 @@
 #       legacy + modern era, HTTP + stdio, wire-tapped                -> ts/mcpdo.test.mjs
 #   - Python mcp 2.3.0, auto and legacy modes (pytest)              -> python/test_clients.py
 #       + 2026-07-28 tasks extension over raw JSON-RPC (HTTP, stdio)  -> python/test_tasks_modern.py
+#   - the taskwire CLI itself (TASKWIRE_BIN):
+#       `taskwire serve --config examples/devtools.toml`, HTTP + stdio, TS SDK tasks client:
+#         progress statuses, cancel and timeout leave no process behind -> ts/cli.test.mjs
+#       `taskwire proxy` in front of @modelcontextprotocol/server-everything (stdio, wire-tapped):
+#         progress -> statusMessage, tasks/cancel -> notifications/cancelled upstream
+#         TS SDK on 2025-11-25                                          -> ts/cli.test.mjs
+#         raw 2026-07-28 requests (Python)                              -> python/test_proxy_modern.py
 #
-# Usage: TASKWIRE_FIXTURES=/path/to/taskwire-fixtures bash tests/interop/run.sh
-# (default binary: <repo>/target/debug/taskwire-fixtures; this script does not build it).
+# Usage: TASKWIRE_FIXTURES=/path/to/taskwire-fixtures TASKWIRE_BIN=/path/to/taskwire bash tests/interop/run.sh
+# (default binaries: <repo>/target/debug/taskwire-fixtures and <repo>/target/debug/taskwire; this
+# script does not build them).
 # Needs node >= 20 / npm and python3 (with venv). Talks to 127.0.0.1 only.
 # Exit status: 0 when both suites pass, non-zero otherwise.
 set -euo pipefail
@@ -16,21 +24,24 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 export TASKWIRE_FIXTURES="${TASKWIRE_FIXTURES:-$REPO/target/debug/taskwire-fixtures}"
+export TASKWIRE_BIN="${TASKWIRE_BIN:-$REPO/target/debug/taskwire}"
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
 [[ -x "$TASKWIRE_FIXTURES" ]] || die "fixture binary not found or not executable: $TASKWIRE_FIXTURES (build it, or set TASKWIRE_FIXTURES)"
+[[ -x "$TASKWIRE_BIN" ]] || die "taskwire binary not found or not executable: $TASKWIRE_BIN (build it, or set TASKWIRE_BIN)"
 command -v node >/dev/null || die "node not found on PATH"
 command -v npm >/dev/null || die "npm not found on PATH"
 command -v python3 >/dev/null || die "python3 not found on PATH"
 
 say "fixture server: $TASKWIRE_FIXTURES"
+say "taskwire: $TASKWIRE_BIN"
 say "node $(node --version), npm $(npm --version), $(python3 --version)"
 
 cd "$HERE"
 
-say "npm ci (TypeScript SDK, pinned by package-lock.json)"
+say "npm ci (TypeScript SDK, inspector, server-everything; pinned by package-lock.json)"
 timeout 600 npm ci --no-audit --no-fund || die "npm ci failed"
 
 VENV="$HERE/.venv"

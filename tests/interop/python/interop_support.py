@@ -1,4 +1,4 @@
-"""Shared helpers for the Python interop tests (fixture binary, server processes).
+"""Shared helpers for the Python interop tests (fixture binary, taskwire binary, server processes).
 
 Used by conftest.py (the `http_server` fixture and the stray-process backstop) and the test modules.
 Loopback only.
@@ -18,10 +18,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = os.environ.get("TASKWIRE_FIXTURES") or str(REPO / "target" / "debug" / "taskwire-fixtures")
+# The taskwire CLI itself (`taskwire proxy`, test_proxy_modern.py).
+TASKWIRE = os.environ.get("TASKWIRE_BIN") or str(REPO / "target" / "debug" / "taskwire")
 
 LISTEN_TIMEOUT_S = 10.0  # waiting for the HTTP server to print its address
 
 _LISTENING = re.compile(r"taskwire-fixtures: listening on (http://127\.0\.0\.1:\d+/mcp)")
+# `taskwire serve|proxy --http ...` prints "taskwire: ...; listening on http://127.0.0.1:PORT/mcp".
+TASKWIRE_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/mcp)")
 
 
 def fixture_children() -> list[int]:
@@ -68,8 +72,15 @@ class ServerStartError(RuntimeError):
 @contextmanager
 def http_server_process() -> Iterator[HttpServer]:
     """`taskwire-fixtures --http 127.0.0.1:0`; yields once it printed its address; always killed."""
+    with listening_process([FIXTURES, "--http", "127.0.0.1:0"], _LISTENING, "fixture HTTP server") as server:
+        yield server
+
+
+@contextmanager
+def listening_process(argv: list[str], pattern: re.Pattern[str], label: str) -> Iterator[HttpServer]:
+    """Start `argv` (stderr drained); yield once stderr matched `pattern` (group 1 = URL); always killed."""
     proc = subprocess.Popen(
-        [FIXTURES, "--http", "127.0.0.1:0"],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -84,7 +95,7 @@ def http_server_process() -> Iterator[HttpServer]:
         for line in proc.stderr:
             if len(lines) < 10_000:
                 lines.append(line)
-            m = _LISTENING.search(line)
+            m = pattern.search(line)
             if m and not url_box:
                 url_box.append(m.group(1))
                 ready.set()
@@ -94,7 +105,7 @@ def http_server_process() -> Iterator[HttpServer]:
     try:
         if not ready.wait(LISTEN_TIMEOUT_S) or not url_box:
             raise ServerStartError(
-                f"fixture HTTP server did not come up (rc={proc.poll()}); stderr:\n{''.join(lines)}"
+                f"{label} did not come up (rc={proc.poll()}); stderr:\n{''.join(lines)}"
             )
         yield HttpServer(proc=proc, url=url_box[0], stderr_lines=lines)
     finally:

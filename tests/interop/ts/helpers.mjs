@@ -1,4 +1,4 @@
-// Shared helpers for the TypeScript SDK interop tests (clients.test.mjs, tasks.test.mjs).
+// Shared helpers for the TypeScript SDK interop tests (clients.test.mjs, tasks.test.mjs, cli.test.mjs).
 // Not a test file itself (node --test only picks up *.test.mjs): importing it has no side effects
 // other than registering the exit hook that kills leftover server processes.
 //
@@ -18,6 +18,8 @@ import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..', '..');
 export const FIXTURES = process.env.TASKWIRE_FIXTURES || path.join(REPO, 'target', 'debug', 'taskwire-fixtures');
+// The taskwire CLI itself (`taskwire serve` / `taskwire proxy`, ts/cli.test.mjs).
+export const TASKWIRE = process.env.TASKWIRE_BIN || path.join(REPO, 'target', 'debug', 'taskwire');
 
 export const TEST_TIMEOUT_MS = 20_000; // per test
 export const REQUEST_TIMEOUT_MS = 10_000; // per MCP request (the SDK default is 60 s)
@@ -52,8 +54,20 @@ export async function killPid(pid) {
 
 /** Start `taskwire-fixtures --http 127.0.0.1:0` and resolve with {proc, url} once it printed its address. */
 export function startHttpServer() {
+  return startListening(FIXTURES, ['--http', '127.0.0.1:0'], {
+    pattern: /taskwire-fixtures: listening on (http:\/\/127\.0\.0\.1:(\d+)\/mcp)/,
+    label: 'fixture server',
+  });
+}
+
+/**
+ * Spawn `command args` (stdout ignored, stderr drained) and resolve with {proc, url, stderr()} once
+ * stderr matched `pattern` (group 1 = the URL). Rejects (and kills it) if it exits first or does not
+ * print the address within LISTEN_TIMEOUT_MS. The process is registered in `children`.
+ */
+export function startListening(command, args, { pattern, label = command, env } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(FIXTURES, ['--http', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(env ? { env } : {}) });
     children.add(proc.pid);
     let stderr = '';
     let settled = false;
@@ -61,13 +75,13 @@ export function startHttpServer() {
       if (settled) return;
       settled = true;
       proc.kill('SIGKILL');
-      reject(new Error(`fixture server did not print its address within ${LISTEN_TIMEOUT_MS} ms; stderr:\n${stderr}`));
+      reject(new Error(`${label} did not print its address within ${LISTEN_TIMEOUT_MS} ms; stderr:\n${stderr}`));
     }, LISTEN_TIMEOUT_MS);
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (chunk) => {
       stderr += chunk; // keep draining so the pipe never fills
       if (stderr.length > 1_000_000) stderr = stderr.slice(-100_000);
-      const m = /taskwire-fixtures: listening on (http:\/\/127\.0\.0\.1:(\d+)\/mcp)/.exec(stderr);
+      const m = pattern.exec(stderr);
       if (m && !settled) {
         settled = true;
         clearTimeout(timer);
@@ -80,7 +94,7 @@ export function startHttpServer() {
       if (!settled) {
         settled = true;
         clearTimeout(timer);
-        reject(new Error(`fixture server exited early (code ${code}, signal ${sig}); stderr:\n${stderr}`));
+        reject(new Error(`${label} exited early (code ${code}, signal ${sig}); stderr:\n${stderr}`));
       }
     });
   });
