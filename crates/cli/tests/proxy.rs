@@ -126,3 +126,53 @@ async fn a_crashed_upstream_is_restarted_and_the_call_fails_clearly() {
     let echoed = c.request("tools/call", json!({"name": "echo", "arguments": {"text": "back"}})).await;
     assert_eq!(echoed["result"]["content"][0]["text"], "back", "{echoed}");
 }
+
+/// `--upstream URL`: the proxy reaches a Streamable HTTP server (here `taskwire serve --http`).
+#[tokio::test]
+async fn an_http_upstream_is_fronted_too() {
+    let devtools = format!("{}/../../examples/devtools.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut upstream = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskwire"))
+        .args(["serve", "--config", &devtools, "--http", "127.0.0.1:0", "--store", "memory"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start taskwire serve");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(upstream.stderr.take().unwrap()));
+    let url = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find("listening on ") {
+                return line[at + "listening on ".len()..].trim().to_owned();
+            }
+        }
+        panic!("taskwire serve exited before listening");
+    })
+    .await
+    .expect("taskwire serve prints its address");
+    let mut c = LineClient::spawn(
+        env!("CARGO_BIN_EXE_taskwire"),
+        &["proxy", "--stdio", "--task-tools", "progress_demo", "--store", "memory", "--upstream", &url],
+        &[],
+    )
+    .await;
+    let init = c
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        )
+        .await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "devtools", "{init}");
+    c.notify("notifications/initialized", json!({})).await;
+    let echoed = c.request("tools/call", json!({"name": "echo_args", "arguments": {"args": ["a;b", "$(x)"]}})).await;
+    assert_eq!(echoed["result"]["content"][0]["text"], "a;b\n$(x)\n", "{echoed}");
+    // Progress over the upstream's SSE stream reaches the client with its own token.
+    let (done, seen) = c
+        .request_collecting(
+            "tools/call",
+            json!({"name": "progress_demo", "arguments": {"steps": 3, "seconds": 0.05}, "_meta": {"progressToken": 5}}),
+        )
+        .await;
+    assert!(done["result"]["content"][0]["text"].as_str().unwrap_or_default().contains("counted to 3"), "{done}");
+    let progress: Vec<&serde_json::Value> = seen.iter().filter(|m| m["method"] == "notifications/progress").collect();
+    assert!(!progress.is_empty() && progress.iter().all(|p| p["params"]["progressToken"] == 5), "{seen:?}");
+    drop(upstream);
+}
