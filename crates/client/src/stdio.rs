@@ -124,7 +124,10 @@ impl StdioIo {
                     format!("{name} closed its output and was killed")
                 }
             };
-            let reason = reason.map_or(status.clone(), |r| format!("{r}; {status}"));
+            let reason = match reason {
+                Some(r) => format!("{r}; {status}"),
+                None => status,
+            };
             Client { shared }.mark_closed(reason);
         });
     }

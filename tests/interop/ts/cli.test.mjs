@@ -34,10 +34,11 @@ import path from 'node:path';
 
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-  LISTEN_TIMEOUT_MS, REPO, TASKWIRE, alive, closeConn, connectClient, killPid, opts, sleep, startListening,
+  LISTEN_TIMEOUT_MS, REPO, TASKWIRE, TASK_TTL_MS, alive, closeConn, collect, connectClient, createTask, killPid, opts,
+  pollTask, sleep, startListening, textOf,
 } from './helpers.mjs';
 import { STDIO_TAP, formatLog } from './wiretap.mjs';
 
@@ -47,42 +48,8 @@ const EVERYTHING = path.join(REPO, 'tests', 'interop', 'node_modules', '@modelco
 const LONG_TOOL = 'trigger-long-running-operation';
 const RELATED_TASK = 'io.modelcontextprotocol/related-task';
 const LISTENING = /listening on (http:\/\/127\.0\.0\.1:(\d+)\/mcp)/;
-const TASK_TTL_MS = 60_000;
 const TEST_TIMEOUT_MS = 30_000;
 const PROGRESS_TEXT = /^\d+(\.\d+)?\/\d+(\.\d+)?$/; // what the proxy makes of {progress, total} without a message
-
-const textOf = (result) => (result?.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
-
-/** Task-augmented tools/call (2025-11-25): resolves with the CreateTaskResult. */
-function createTask(client, name, args) {
-  return client.request(
-    { method: 'tools/call', params: { name, arguments: args, task: { ttl: TASK_TTL_MS } } },
-    CreateTaskResultSchema,
-    opts(),
-  );
-}
-
-/** Poll tasks/get until `pred(task)` holds; returns every observed task (last one satisfies pred). */
-async function pollTask(client, taskId, pred, { deadlineMs = 10_000, intervalMs = 100, what = 'the expected state' } = {}) {
-  const seen = [];
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const task = await client.experimental.tasks.getTask(taskId, opts());
-    seen.push(task);
-    if (pred(task)) return seen;
-    if (performance.now() > end) {
-      assert.fail(`task ${taskId} did not reach ${what} within ${deadlineMs} ms; saw ${JSON.stringify(seen.map((t) => [t.status, t.statusMessage]))}`);
-    }
-    await sleep(intervalMs);
-  }
-}
-
-/** Drain an async generator (callToolStream) into an array. */
-async function collect(stream) {
-  const out = [];
-  for await (const msg of stream) out.push(msg);
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Processes by argv (/proc/*/cmdline, NUL-separated)

@@ -6,6 +6,7 @@
 // StdioClientTransport registered with trackStdio) is killed by killPid / closeConn, and as a last
 // resort when the test process exits.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CreateTaskResultSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..', '..');
@@ -191,4 +192,42 @@ export function makeTransports() {
       makeTransport() { return new StreamableHTTPClientTransport(this.server.url); },
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks (2025-11-25) through the SDK's request API and its experimental tasks client.
+
+export const TASK_TTL_MS = 60_000;
+
+export const textOf = (result) => (result?.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+
+/** Task-augmented tools/call (interop.md §9b): resolves with the CreateTaskResult. */
+export function createTask(client, name, args) {
+  return client.request(
+    { method: 'tools/call', params: { name, arguments: args, task: { ttl: TASK_TTL_MS } } },
+    CreateTaskResultSchema,
+    opts(),
+  );
+}
+
+/** Poll tasks/get until `pred(task)` holds; returns every observed task (last one satisfies pred). */
+export async function pollTask(client, taskId, pred, { deadlineMs = 10_000, intervalMs = 100, what = 'the expected state' } = {}) {
+  const seen = [];
+  const end = performance.now() + deadlineMs;
+  for (;;) {
+    const task = await client.experimental.tasks.getTask(taskId, opts());
+    seen.push(task);
+    if (pred(task)) return seen;
+    if (performance.now() > end) {
+      assert.fail(`task ${taskId} did not reach ${what} within ${deadlineMs} ms; saw ${JSON.stringify(seen.map((t) => [t.status, t.statusMessage]))}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/** Drain an async generator (callToolStream) into an array. */
+export async function collect(stream) {
+  const out = [];
+  for await (const msg of stream) out.push(msg);
+  return out;
 }

@@ -20,44 +20,11 @@ import { existsSync } from 'node:fs';
 import { CallToolResultSchema, CreateTaskResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-  FIXTURES, LISTEN_TIMEOUT_MS, TEST_TIMEOUT_MS, closeConn, connectClient, makeTransports, opts, sleep,
+  FIXTURES, LISTEN_TIMEOUT_MS, TASK_TTL_MS, TEST_TIMEOUT_MS, closeConn, collect, connectClient, createTask, makeTransports,
+  opts, pollTask, sleep, textOf,
 } from './helpers.mjs';
 
 const RELATED_TASK = 'io.modelcontextprotocol/related-task';
-const TASK_TTL_MS = 60_000;
-
-const textOf = (result) => (result?.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
-
-/** Task-augmented tools/call (interop.md §9b): resolves with the CreateTaskResult. */
-function createTask(client, name, args) {
-  return client.request(
-    { method: 'tools/call', params: { name, arguments: args, task: { ttl: TASK_TTL_MS } } },
-    CreateTaskResultSchema,
-    opts(),
-  );
-}
-
-/** Poll tasks/get until `pred(task)` holds; returns every observed task (last one satisfies pred). */
-async function pollTask(client, taskId, pred, { deadlineMs = 10_000, intervalMs = 100 } = {}) {
-  const seen = [];
-  const end = performance.now() + deadlineMs;
-  for (;;) {
-    const task = await client.experimental.tasks.getTask(taskId, opts());
-    seen.push(task);
-    if (pred(task)) return seen;
-    if (performance.now() > end) {
-      assert.fail(`task ${taskId} did not reach the expected state within ${deadlineMs} ms; saw ${JSON.stringify(seen.map((t) => t.status))}`);
-    }
-    await sleep(intervalMs);
-  }
-}
-
-/** Drain an async generator (callToolStream) into an array. */
-async function collect(stream) {
-  const out = [];
-  for await (const msg of stream) out.push(msg);
-  return out;
-}
 
 function assertMcpError(code) {
   return (e) => {
