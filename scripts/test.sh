@@ -10,6 +10,12 @@ export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 command -v cargo >/dev/null || { echo "test: cargo is missing; install Rust with rustup (https://rustup.rs)" >&2; exit 2; }
 
 step() { printf '\n== %s\n' "$*"; }
+# `tasks watch` is tested in a real terminal (crates/cli/tests/cli.rs drives tmux).
+if ! command -v tmux >/dev/null; then
+  step "installing tmux (Debian package)"
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq tmux || { apt-get update -qq && apt-get install -y -qq tmux; }
+  else sudo apt-get install -y -qq tmux || { sudo apt-get update -qq && sudo apt-get install -y -qq tmux; }; fi
+fi
 step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
