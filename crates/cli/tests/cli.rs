@@ -203,3 +203,34 @@ fn tasks_watch_draws_moving_bars_in_a_terminal() {
 fn regex_positions() -> regex::Regex {
     regex::Regex::new(r"\] (\d+)/12 ").unwrap()
 }
+
+#[test]
+fn exit_codes_named_in_retry_are_retried_with_backoff() {
+    let dir = std::env::temp_dir().join(format!("taskwire-retry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tools.toml");
+    // Fails with 75 (EX_TEMPFAIL) until its third start; the count lives in a file beside the config.
+    std::fs::write(
+        &config,
+        r#"[[tool]]
+name = "flaky"
+description = "Fails twice, then succeeds."
+command = ["sh", "-c", 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 3 ] || exit 75; echo "succeeded on start $n"']
+retry = { attempts = 3, on_exit = [75], backoff = "10ms", max_backoff = "50ms" }
+
+[[tool]]
+name = "flaky_once"
+description = "Fails with 75, no retry declared."
+command = ["sh", "-c", "exit 75"]
+"#,
+    )
+    .unwrap();
+    let serve = ["--stdio", "--", BIN, "serve", "--config", config.to_str().unwrap(), "--store", "memory"];
+    let out = Command::new(BIN).args(["call", "flaky"]).args(serve).output().unwrap();
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "succeeded on start 3\n");
+    let out = Command::new(BIN).args(["call", "flaky_once"]).args(serve).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "without retry, exit 75 is a plain tool error: {}", stdout(&out));
+    assert!(stdout(&out).contains("exited with code 75"), "{}", stdout(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
