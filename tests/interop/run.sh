@@ -13,12 +13,16 @@
 #         progress -> statusMessage, tasks/cancel -> notifications/cancelled upstream
 #         TS SDK on 2025-11-25                                          -> ts/cli.test.mjs
 #         raw 2026-07-28 requests (Python)                              -> python/test_proxy_modern.py
+#   - asyncmcp 0.2.1 clients (Python, own venv asyncmcp/.venv: asyncmcp needs mcp<2) against
+#       `taskwire-fixtures --http 127.0.0.1:0 --webhook-transport`:
+#         webhook transport (/mcp/request) + stock ClientSession, progress by webhook
+#         StreamableHTTP+webhook (/mcp): slow_report 202 + result by webhook -> asyncmcp/test_webhook_asyncmcp.py
 #
 # Usage: TASKWIRE_FIXTURES=/path/to/taskwire-fixtures TASKWIRE_BIN=/path/to/taskwire bash tests/interop/run.sh
 # (default binaries: <repo>/target/debug/taskwire-fixtures and <repo>/target/debug/taskwire; this
 # script does not build them).
 # Needs node >= 20 / npm and python3 (with venv). Talks to 127.0.0.1 only.
-# Exit status: 0 when both suites pass, non-zero otherwise.
+# Exit status: 0 when all suites pass, non-zero otherwise.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,8 +57,19 @@ say "pip install -r requirements.txt"
 timeout 600 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt \
   || die "pip install failed"
 
+AM_DIR="$HERE/asyncmcp"
+AM_VENV="$AM_DIR/.venv"
+if [[ ! -x "$AM_VENV/bin/python" ]]; then
+  say "creating Python venv for the asyncmcp tests at $AM_VENV (asyncmcp 0.2.1 needs mcp<2)"
+  python3 -m venv "$AM_VENV" || die "python3 -m venv failed for $AM_VENV (on Debian: apt-get install python3-venv)"
+fi
+say "pip install -r asyncmcp/requirements.txt"
+timeout 600 "$AM_VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$AM_DIR/requirements.txt" \
+  || die "pip install failed (asyncmcp/requirements.txt)"
+
 ts_rc=0
 py_rc=0
+am_rc=0
 
 say "TypeScript SDK client tests: node --test ts/"
 timeout 300 node --test --test-timeout=60000 ts/ || ts_rc=$?
@@ -62,9 +77,13 @@ timeout 300 node --test --test-timeout=60000 ts/ || ts_rc=$?
 say "Python mcp client tests: pytest -q"
 timeout 300 "$VENV/bin/python" -m pytest -q || py_rc=$?
 
+say "asyncmcp client tests (webhook, StreamableHTTP+webhook): pytest -q in asyncmcp/"
+(cd "$AM_DIR" && timeout 180 "$AM_VENV/bin/python" -m pytest -q) || am_rc=$?
+
 echo
 if [[ $ts_rc -eq 0 ]]; then echo "TypeScript interop: PASS"; else echo "TypeScript interop: FAIL (exit $ts_rc)"; fi
 if [[ $py_rc -eq 0 ]]; then echo "Python interop:     PASS"; else echo "Python interop:     FAIL (exit $py_rc)"; fi
-if [[ $ts_rc -ne 0 || $py_rc -ne 0 ]]; then
+if [[ $am_rc -eq 0 ]]; then echo "asyncmcp interop:   PASS"; else echo "asyncmcp interop:   FAIL (exit $am_rc)"; fi
+if [[ $ts_rc -ne 0 || $py_rc -ne 0 || $am_rc -ne 0 ]]; then
   exit 1
 fi

@@ -11,8 +11,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use crate::outbox::{DeliveryState, Settlement};
 use crate::store::{Created, StoreError, TaskStore, Update};
-use crate::task::{Owner, TaskId, TaskRecord, TaskStatus};
+use crate::task::{Callback, Owner, TaskId, TaskRecord, TaskStatus};
 
 fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
     TaskRecord {
@@ -35,6 +36,7 @@ fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
         lease_holder: Some("creator".into()),
         lease_until_ms: Some(created_at_ms + 1_000),
         idempotency_key: None,
+        callback: None,
     }
 }
 
@@ -50,6 +52,113 @@ pub async fn run_all(store: &dyn TaskStore) {
     orphans_are_claimed_once(store).await;
     idempotency_keys_return_the_live_task(store).await;
     concurrent_creations_with_one_key_store_one_record(store).await;
+    status_changes_enqueue_their_webhook_event(store).await;
+    deliveries_are_claimed_once_retried_and_settled(store).await;
+    deleting_a_task_drops_its_deliveries(store).await;
+}
+
+fn subscribed(every_status: bool, created_at_ms: u64) -> TaskRecord {
+    let mut r = record(&Owner::anonymous("outbox"), created_at_ms);
+    r.callback = Some(Callback { url: "http://127.0.0.1:9/hook".into(), every_status });
+    r
+}
+
+fn finish(result: &str) -> Update {
+    Update { status: Some(TaskStatus::Completed), result: Some(result.into()), ..Update::default() }
+}
+
+/// A terminal change of a subscribed task enqueues exactly one event, carrying the result, in
+/// the same step; non-terminal changes only when every status was asked for; unsubscribed tasks
+/// and refused changes enqueue nothing.
+pub async fn status_changes_enqueue_their_webhook_event(store: &dyn TaskStore) {
+    let now = 3_000_000_000;
+    let quiet = subscribed(false, now);
+    store.create(quiet.clone()).await.expect("create");
+    store.update(&quiet.id, Update::status(TaskStatus::InputRequired), now + 1).await.expect("update");
+    store.update(&quiet.id, Update::status(TaskStatus::Working), now + 2).await.expect("update");
+    assert!(store.deliveries(&quiet.id).await.expect("deliveries").is_empty(), "no event before the end");
+    store.update(&quiet.id, finish(r#"{"content":[],"n":7}"#), now + 3).await.expect("update");
+    let _ = store.update(&quiet.id, Update::status(TaskStatus::Cancelled), now + 4).await;
+    let events = store.deliveries(&quiet.id).await.expect("deliveries");
+    assert_eq!(events.len(), 1, "one event for the one terminal change");
+    let d = &events[0];
+    assert_eq!(
+        (d.state, d.attempts, d.next_attempt_ms, d.url.as_str()),
+        (DeliveryState::Pending, 0, now + 3, "http://127.0.0.1:9/hook")
+    );
+    let body: serde_json::Value = serde_json::from_str(&d.event).expect("event JSON");
+    assert_eq!((body["type"].as_str(), body["data"]["result"]["n"].as_u64()), (Some("task.completed"), Some(7)));
+
+    let chatty = subscribed(true, now);
+    store.create(chatty.clone()).await.expect("create");
+    store.update(&chatty.id, Update::status(TaskStatus::InputRequired), now + 1).await.expect("update");
+    store.update(&chatty.id, finish("{}"), now + 2).await.expect("update");
+    let kinds: Vec<String> = store
+        .deliveries(&chatty.id)
+        .await
+        .expect("deliveries")
+        .iter()
+        .map(|d| serde_json::from_str::<serde_json::Value>(&d.event).expect("JSON")["type"].to_string())
+        .collect();
+    assert_eq!(kinds, [r#""task.input_required""#, r#""task.completed""#]);
+
+    let plain = record(&Owner::anonymous("outbox"), now);
+    store.create(plain.clone()).await.expect("create");
+    store.update(&plain.id, finish("{}"), now + 1).await.expect("update");
+    assert!(store.deliveries(&plain.id).await.expect("deliveries").is_empty());
+}
+
+/// A claim takes a due delivery once (leased, attempts + 1); it comes back when the lease lapses
+/// (the dispatcher died) or when a retry falls due; delivered and dead ones never come back.
+pub async fn deliveries_are_claimed_once_retried_and_settled(store: &dyn TaskStore) {
+    let now = 3_100_000_000;
+    let task = subscribed(false, now);
+    store.create(task.clone()).await.expect("create");
+    store.update(&task.id, finish("{}"), now).await.expect("update");
+    let id = store.deliveries(&task.id).await.expect("deliveries")[0].id.clone();
+    let ours = |claimed: Vec<crate::outbox::Delivery>| claimed.into_iter().filter(|d| d.id == id).collect::<Vec<_>>();
+
+    assert!(store.next_delivery_at().await.expect("next").is_some_and(|at| at <= now));
+    let (a, b) = (store.claim_deliveries(now, "a", now + 100, 1000), store.claim_deliveries(now, "b", now + 100, 1000));
+    let both = join_all(vec![a, b]).await;
+    let claimed: Vec<_> = both.into_iter().flat_map(|r| ours(r.expect("claim"))).collect();
+    assert_eq!(claimed.len(), 1, "two dispatchers claiming at once never both get a delivery");
+    assert_eq!((claimed[0].attempts, claimed[0].lease_until_ms), (1, Some(now + 100)));
+    assert!(ours(store.claim_deliveries(now + 50, "c", now + 150, 1000).await.expect("claim")).is_empty(), "held");
+
+    // The holder died: after the lease the delivery is claimed again, the attempt counted.
+    let again = ours(store.claim_deliveries(now + 101, "c", now + 200, 1000).await.expect("claim"));
+    assert_eq!(again.iter().map(|d| d.attempts).collect::<Vec<_>>(), [2]);
+
+    let retry = Settlement::Retry { at_ms: now + 500, error: "HTTP 503".into() };
+    assert!(store.settle_delivery(&id, retry, now + 102).await.expect("settle"));
+    assert!(ours(store.claim_deliveries(now + 499, "c", now + 600, 1000).await.expect("claim")).is_empty());
+    let third = ours(store.claim_deliveries(now + 500, "c", now + 600, 1000).await.expect("claim"));
+    assert_eq!(
+        third.iter().map(|d| (d.attempts, d.last_error.as_deref())).collect::<Vec<_>>(),
+        [(3, Some("HTTP 503"))]
+    );
+
+    assert!(
+        store.settle_delivery(&id, Settlement::Dead { error: "HTTP 503".into() }, now + 501).await.expect("settle")
+    );
+    assert!(ours(store.claim_deliveries(now + 10_000, "c", now + 20_000, 1000).await.expect("claim")).is_empty());
+    let dead = &store.deliveries(&task.id).await.expect("deliveries")[0];
+    assert_eq!((dead.state, dead.attempts, dead.lease_holder.as_deref()), (DeliveryState::Dead, 3, None));
+    assert!(!store.settle_delivery("msg_unknown", Settlement::Delivered, now).await.expect("settle"));
+}
+
+/// Deliveries live as long as their task.
+pub async fn deleting_a_task_drops_its_deliveries(store: &dyn TaskStore) {
+    let now = 3_200_000_000;
+    let task = subscribed(false, now);
+    store.create(task.clone()).await.expect("create");
+    store.update(&task.id, finish("{}"), now).await.expect("update");
+    assert_eq!(store.deliveries(&task.id).await.expect("deliveries").len(), 1);
+    store.delete(std::slice::from_ref(&task.id)).await.expect("delete");
+    assert!(store.deliveries(&task.id).await.expect("deliveries").is_empty());
+    let left = store.claim_deliveries(u64::MAX / 2, "x", u64::MAX / 2, 100_000).await.expect("claim");
+    assert!(left.iter().all(|d| d.task_id != task.id.as_str()), "a deleted task's delivery was claimed");
 }
 
 fn keyed(owner: &Owner, created_at_ms: u64, tool: &str, key: &str) -> TaskRecord {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::scheduler::Scheduler;
 use crate::store::{Created, Page, StoreError, TaskStore, Update};
-use crate::task::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms};
+use crate::task::{Callback, Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms};
 
 /// The error a task gets when the process running it stopped before it finished.
 pub const RESTART_ERROR: &str = r#"{"code":-32603,"message":"the server restarted while this task was running; its work was lost. Call the tool again to start over."}"#;
@@ -106,6 +106,8 @@ pub struct NewTask<'a> {
     /// The caller's idempotency key: while a task of the same owner, tool and key lives, it is
     /// returned instead of a new one.
     pub idempotency_key: Option<String>,
+    /// Where to POST a signed event when the task ends (checked by the caller beforehand).
+    pub callback: Option<Callback>,
 }
 
 /// What [`Engine::create_task`] did.
@@ -140,6 +142,8 @@ struct Inner {
     resumer: Mutex<Option<Resumer>>,
     /// Where waiting tasks stand; `get` reports a queued task's live position.
     scheduler: std::sync::OnceLock<Arc<Scheduler>>,
+    /// Woken when a change may have enqueued a webhook delivery.
+    outbox_wake: Arc<Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -178,6 +182,7 @@ impl Engine {
                 holder,
                 resumer: Mutex::new(None),
                 scheduler: std::sync::OnceLock::new(),
+                outbox_wake: Arc::new(Notify::new()),
             }),
         }
     }
@@ -185,6 +190,31 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The store (the webhook dispatcher works on its outbox directly).
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.inner.store
+    }
+
+    /// Notified after a status change of a task with a callback: a webhook delivery may be due
+    /// now. (Deliveries enqueued by another process are found by polling.)
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.inner.outbox_wake.clone()
+    }
+
+    /// Every change goes through here: the store applies it (and enqueues its webhook event in
+    /// the same step); a status change of a subscribed task wakes the dispatcher.
+    async fn write(&self, id: &TaskId, update: Update, now: u64) -> Result<Option<TaskRecord>, StoreError> {
+        let status_change = update.status.is_some();
+        let written = self.inner.store.update(id, update, now).await;
+        if status_change
+            && let Ok(Some(record)) = &written
+            && record.callback.is_some()
+        {
+            self.inner.outbox_wake.notify_one();
+        }
+        written
     }
 
     /// Lets `get` report the live queue position of tasks waiting in `scheduler` as their status
@@ -252,7 +282,7 @@ impl Engine {
                 let error = r#"{"code":-32603,"message":"task expired: its time to live ended before it finished"}"#;
                 let update =
                     Update { status: Some(TaskStatus::Failed), error: Some(error.into()), ..Update::default() };
-                let _ = self.inner.store.update(&record.id, update, now).await;
+                let _ = self.write(&record.id, update, now).await;
                 if let Some(live) = self.live(&record.id) {
                     live.cancel.cancel();
                 }
@@ -291,7 +321,7 @@ impl Engine {
                     error: Some(RESTART_ERROR.into()),
                     ..Update::default()
                 };
-                if let Ok(Some(_)) = self.inner.store.update(&record.id, update, now_ms()).await {
+                if let Ok(Some(_)) = self.write(&record.id, update, now_ms()).await {
                     failed += 1;
                 }
             }
@@ -324,7 +354,15 @@ impl Engine {
 
     /// Creates a task without arguments on the extension wire (see [`Engine::create_task`]).
     pub async fn create(&self, owner: &Owner, tool: &str, ttl_ms: Option<u64>) -> Result<TaskHandle, EngineError> {
-        let new = NewTask { owner, tool, ttl_ms, arguments: None, wire: TaskWire::Extension, idempotency_key: None };
+        let new = NewTask {
+            owner,
+            tool,
+            ttl_ms,
+            arguments: None,
+            wire: TaskWire::Extension,
+            idempotency_key: None,
+            callback: None,
+        };
         match self.create_task(new).await? {
             Creation::Started(handle) => Ok(handle),
             Creation::Existing(_) => Err(EngineError::Store(StoreError::Backend(
@@ -361,6 +399,7 @@ impl Engine {
             lease_holder: Some(self.inner.holder.clone()),
             lease_until_ms: Some(self.lease_until(now)),
             idempotency_key: new.idempotency_key,
+            callback: new.callback,
         };
         if let Created::Existing(existing) = self.inner.store.create(record.clone()).await? {
             return Ok(Creation::Existing(*existing));
@@ -405,7 +444,7 @@ impl Engine {
             cancel_requested: true,
             ..Update::default()
         };
-        let updated = match self.inner.store.update(id, update, now_ms()).await {
+        let updated = match self.write(id, update, now_ms()).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(EngineError::NotFound),
             // It ended between the read and the write: cancelling an ended task.
@@ -451,7 +490,7 @@ impl Engine {
                 Update { input_requests: Some(Some(Value::Object(remaining).to_string())), ..Update::default() }
             };
             // A task that ended meanwhile keeps its terminal state.
-            let _ = self.inner.store.update(id, update, now_ms()).await;
+            let _ = self.write(id, update, now_ms()).await;
             live.answered.notify_waiters();
             self.notify_change(id);
         }
@@ -497,7 +536,7 @@ impl TaskHandle {
         self.live.attempt.store(attempt, Ordering::Release);
         lock(&self.live.pending_message).take();
         let update = Update { attempt: Some(attempt), status_message: Some(Some(message.into())), ..Update::default() };
-        if self.engine.inner.store.update(&self.id, update, now_ms()).await.is_ok() {
+        if self.engine.write(&self.id, update, now_ms()).await.is_ok() {
             self.engine.notify_change(&self.id);
         }
     }
@@ -525,7 +564,7 @@ impl TaskHandle {
         self.live.flush_scheduled.store(false, Ordering::Release);
         let Some(message) = lock(&self.live.pending_message).take() else { return };
         let update = Update { status_message: Some(Some(message)), ..Update::default() };
-        if self.engine.inner.store.update(&self.id, update, now_ms()).await.is_ok() {
+        if self.engine.write(&self.id, update, now_ms()).await.is_ok() {
             self.engine.notify_change(&self.id);
         }
     }
@@ -542,7 +581,7 @@ impl TaskHandle {
         let all = Value::Object(lock(&self.live.outstanding).clone()).to_string();
         let update =
             Update { status: Some(TaskStatus::InputRequired), input_requests: Some(Some(all)), ..Update::default() };
-        if self.engine.inner.store.update(&self.id, update, now_ms()).await.is_err() {
+        if self.engine.write(&self.id, update, now_ms()).await.is_err() {
             return None;
         }
         self.engine.notify_change(&self.id);
@@ -586,7 +625,7 @@ impl TaskHandle {
         if let Some(m) = lock(&self.live.pending_message).take() {
             update.status_message = Some(Some(m));
         }
-        match self.engine.inner.store.update(&self.id, update, now_ms()).await {
+        match self.engine.write(&self.id, update, now_ms()).await {
             Ok(_) | Err(StoreError::IllegalTransition { .. }) => {}
             Err(e) => tracing::error!(task = %self.id, "could not store the task's outcome: {e}"),
         }

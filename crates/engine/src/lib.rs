@@ -9,12 +9,14 @@
 pub mod contract;
 mod engine;
 mod limits;
+pub mod outbox;
 mod scheduler;
 pub mod store;
 mod task;
 
 pub use engine::{Creation, Engine, EngineConfig, EngineError, NewTask, RESTART_ERROR, Resumer, TaskHandle};
 pub use limits::{GlobalLimits, Rate, RetryPolicy, ToolLimits, WhenRateLimited};
+pub use outbox::{Delivery, DeliveryState, Settlement};
 pub use scheduler::{Admission, Permit, QueuePosition, Refusal, Scheduler, Snapshot, ToolState};
 pub use store::{Created, MemoryStore, Page, StoreError, TaskStore, Update};
-pub use task::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339};
+pub use task::{Callback, Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339};

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
+use crate::outbox::{Delivery, DeliveryState, Settlement, event_for};
 use crate::task::{Owner, TaskId, TaskRecord, TaskStatus};
 
 /// A boxed, sendable future borrowing from the store.
@@ -92,6 +93,14 @@ impl Update {
         record.updated_at_ms = now_ms.max(record.updated_at_ms);
         Ok(())
     }
+
+    /// [`Update::apply`], and the webhook event the change enqueues, if any
+    /// ([`crate::outbox::event_for`]). Stores call this and store both in one atomic step.
+    pub fn apply_with_event(self, record: &mut TaskRecord, now_ms: u64) -> Result<Option<Delivery>, StoreError> {
+        let before = record.status;
+        self.apply(record, now_ms)?;
+        Ok(event_for(before, record, now_ms))
+    }
 }
 
 /// One page of a listing.
@@ -158,6 +167,30 @@ pub trait TaskStore: Send + Sync + 'static {
         ids: &'a [TaskId],
         lease_until_ms: u64,
     ) -> BoxFuture<'a, Result<usize, StoreError>>;
+
+    // The webhook outbox (see [`crate::outbox`]). `update` enqueues; `delete` drops the
+    // deliveries of the deleted tasks, whatever their state: retention is the task's.
+
+    /// Atomically takes pending deliveries due at `now_ms` that nobody holds (or whose holder's
+    /// lease lapsed), earliest first: sets the lease, adds one to `attempts`, returns them.
+    fn claim_deliveries<'a>(
+        &'a self,
+        now_ms: u64,
+        holder: &'a str,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
+    /// Records how an attempt ended ([`Settlement::apply`]); `Ok(false)` if the delivery is gone.
+    fn settle_delivery<'a>(
+        &'a self,
+        id: &'a str,
+        settlement: Settlement,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// A task's deliveries, oldest first.
+    fn deliveries<'a>(&'a self, task: &'a TaskId) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
+    /// When the earliest pending delivery is due (held ones count from their lease's end).
+    fn next_delivery_at(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
 }
 
 /// Whether a claim may take `r` over at `now_ms`.
@@ -190,12 +223,21 @@ struct MemoryInner {
     /// record under the lock each second (that scan was the p99 spike with many retained tasks).
     by_expiry: BTreeSet<(u64, TaskId)>,
     by_idempotency_key: HashMap<(String, String, String), TaskId>,
+    deliveries: HashMap<String, Delivery>,
+    /// Pending deliveries by when they may be claimed next (due time, or lease end if held).
+    deliveries_due: BTreeSet<(u64, String)>,
+    deliveries_by_task: HashMap<String, Vec<String>>,
 }
 
 impl MemoryInner {
     /// Removes a record and its index entries; false if there was none.
     fn remove(&mut self, id: &TaskId) -> bool {
         let Some(r) = self.tasks.remove(id) else { return false };
+        for d in self.deliveries_by_task.remove(r.id.as_str()).unwrap_or_default() {
+            if let Some(d) = self.deliveries.remove(&d) {
+                self.deliveries_due.remove(&(claimable_at(&d), d.id));
+            }
+        }
         self.by_creation.remove(&(r.created_at_ms, r.id.clone()));
         if let Some(expiry) = r.expires_at_ms() {
             self.by_expiry.remove(&(expiry, r.id.clone()));
@@ -216,6 +258,27 @@ impl MemoryInner {
         let existing = self.tasks.get(id)?;
         let live = existing.expires_at_ms().is_none_or(|e| e > record.created_at_ms);
         live.then(|| existing.clone())
+    }
+}
+
+/// When a pending delivery may next be claimed.
+fn claimable_at(d: &Delivery) -> u64 {
+    d.lease_until_ms.map_or(d.next_attempt_ms, |until| until.max(d.next_attempt_ms))
+}
+
+impl MemoryInner {
+    /// Stores a new delivery.
+    fn enqueue(&mut self, d: Delivery) {
+        self.deliveries_by_task.entry(d.task_id.clone()).or_default().push(d.id.clone());
+        self.put(d);
+    }
+
+    /// Stores a changed delivery (its due-index entry must have been removed).
+    fn put(&mut self, d: Delivery) {
+        if d.state == DeliveryState::Pending {
+            self.deliveries_due.insert((claimable_at(&d), d.id.clone()));
+        }
+        self.deliveries.insert(d.id.clone(), d);
     }
 }
 
@@ -266,12 +329,15 @@ impl TaskStore for MemoryStore {
         now_ms: u64,
     ) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
         let mut inner = self.lock();
-        let result = match inner.tasks.get_mut(id) {
+        let result = match inner.tasks.get(id) {
             None => Ok(None),
             Some(record) => {
                 let mut next = record.clone();
-                update.apply(&mut next, now_ms).map(|()| {
-                    *record = next.clone();
+                update.apply_with_event(&mut next, now_ms).map(|event| {
+                    inner.tasks.insert(id.clone(), next.clone());
+                    if let Some(event) = event {
+                        inner.enqueue(event);
+                    }
                     Some(next)
                 })
             }
@@ -370,5 +436,59 @@ impl TaskStore for MemoryStore {
             }
         }
         Box::pin(std::future::ready(Ok(n)))
+    }
+
+    fn claim_deliveries<'a>(
+        &'a self,
+        now_ms: u64,
+        holder: &'a str,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        let mut inner = self.lock();
+        let due: Vec<(u64, String)> =
+            inner.deliveries_due.iter().take_while(|(at, _)| *at <= now_ms).take(limit).cloned().collect();
+        let mut claimed = Vec::with_capacity(due.len());
+        for key in due {
+            inner.deliveries_due.remove(&key);
+            let Some(mut d) = inner.deliveries.remove(&key.1) else { continue };
+            d.lease_holder = Some(holder.to_owned());
+            d.lease_until_ms = Some(lease_until_ms);
+            d.attempts += 1;
+            claimed.push(d.clone());
+            inner.put(d);
+        }
+        Box::pin(std::future::ready(Ok(claimed)))
+    }
+
+    fn settle_delivery<'a>(
+        &'a self,
+        id: &'a str,
+        settlement: Settlement,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let mut inner = self.lock();
+        let found = match inner.deliveries.remove(id) {
+            None => false,
+            Some(mut d) => {
+                inner.deliveries_due.remove(&(claimable_at(&d), d.id.clone()));
+                settlement.apply(&mut d, now_ms);
+                inner.put(d);
+                true
+            }
+        };
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn deliveries<'a>(&'a self, task: &'a TaskId) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        let inner = self.lock();
+        let ids = inner.deliveries_by_task.get(task.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let found: Vec<Delivery> = ids.iter().filter_map(|id| inner.deliveries.get(id)).cloned().collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn next_delivery_at(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        let next = self.lock().deliveries_due.first().map(|(at, _)| *at);
+        Box::pin(std::future::ready(Ok(next)))
     }
 }

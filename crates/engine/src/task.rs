@@ -217,6 +217,19 @@ pub struct TaskRecord {
     /// The caller's idempotency key: while this record lives, creating a task with the same
     /// owner, tool and key returns this record instead (see [`crate::TaskStore::create`]).
     pub idempotency_key: Option<String>,
+    /// Where to POST a signed event when the task ends (or changes status), if anywhere.
+    pub callback: Option<Callback>,
+}
+
+/// A completion webhook subscription, stored with its task so that the event is enqueued in the
+/// same atomic step as the status change it reports (the outbox, [`crate::outbox`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callback {
+    /// The destination URL (checked against the server's guard when the task is created, and
+    /// again before every delivery).
+    pub url: String,
+    /// `true`: an event on every status change; `false`: only when the task ends.
+    pub every_status: bool,
 }
 
 impl TaskRecord {

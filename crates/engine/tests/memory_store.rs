@@ -31,7 +31,7 @@ proptest! {
                 id: id.clone(), owner: Owner::anonymous("p"), tool: "t".into(), status: TaskStatus::Working,
                 status_message: None, created_at_ms: 1, updated_at_ms: 1, ttl_ms: None, poll_interval_ms: 1,
                 result: None, error: None, input_requests: None, attempt: 1, cancel_requested: false,
-                arguments: None, wire: taskwire_engine::TaskWire::Extension, lease_holder: None, lease_until_ms: None, idempotency_key: None,
+                arguments: None, wire: taskwire_engine::TaskWire::Extension, lease_holder: None, lease_until_ms: None, idempotency_key: None, callback: None,
             };
             store.create(record).await.unwrap();
             let mut model = TaskStatus::Working;

@@ -999,7 +999,7 @@ impl Server {
                 let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
                 let arguments = Some(Value::Object(args.clone()).to_string());
                 let idempotency_key = tasks::idempotency_key(&params)?;
-                let new = NewTask { owner: &owner, tool: name, ttl_ms, arguments, wire, idempotency_key };
+                let new = NewTask { owner: &owner, tool: name, ttl_ms, arguments, wire, idempotency_key, callback };
                 let handle = match engine.create_task(new).await.map_err(tasks::engine_error)? {
                     Creation::Started(handle) => handle,
                     Creation::Existing(existing) => {
@@ -1153,7 +1153,8 @@ impl Server {
         // After inline input, the arguments are not kept: a re-run could not reproduce the input
         // (such tools should not be retryable).
         let arguments = if ack.is_none() { kept_arguments } else { None };
-        let new = NewTask { owner: &owner, tool: &tool.name, ttl_ms, arguments, wire, idempotency_key: None };
+        let new =
+            NewTask { owner: &owner, tool: &tool.name, ttl_ms, arguments, wire, idempotency_key: None, callback: None };
         let handle = match engine.create_task(new).await {
             Ok(Creation::Started(h)) => h,
             Ok(Creation::Existing(_)) => {

@@ -25,8 +25,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use taskwire_engine::outbox::{Delivery, DeliveryState, Settlement};
 use taskwire_engine::store::{BoxFuture, Created, Page, StoreError, TaskStore, Update, decode_cursor, encode_cursor};
-use taskwire_engine::{Owner, TaskId, TaskRecord, TaskStatus, TaskWire};
+use taskwire_engine::{Callback, Owner, TaskId, TaskRecord, TaskStatus, TaskWire};
 use tokio::sync::{mpsc, oneshot};
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -91,8 +92,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     arguments        TEXT,              -- JSON object, for a re-run after a crash
     wire             TEXT NOT NULL CHECK (wire IN ('core', 'extension')),
     lease_holder     TEXT,              -- the engine running the work
-    lease_until_ms   INTEGER,           -- past this, the work is presumed dead
-    idempotency_key  TEXT               -- the caller's key: one live task per owner, tool and key
+    lease_until_ms   INTEGER            -- past this, the work is presumed dead
 ) STRICT;
 -- Listings: one owner's tasks in creation order.
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (principal, scope, created_at_ms, id);
@@ -103,18 +103,47 @@ CREATE INDEX IF NOT EXISTS tasks_unfinished_by_lease ON tasks (lease_until_ms) W
 "#;
 
 /// Version 2 adds idempotency keys.
-const IDEMPOTENCY: &str = r#"
+const IDEMPOTENCY_UPGRADE: &str = r#"
+ALTER TABLE tasks ADD COLUMN idempotency_key TEXT;  -- the caller's key: one live task per owner, tool and key
 -- Idempotent creation: the task a key already names.
 CREATE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (tool, idempotency_key) WHERE idempotency_key IS NOT NULL;
 "#;
 
+/// Version 3 adds completion webhooks: the task's subscription, and the outbox. An event row is
+/// written in the same transaction as the status change it reports.
+const WEBHOOKS: &str = r#"
+ALTER TABLE tasks ADD COLUMN callback_url TEXT;                -- NULL: no webhook
+ALTER TABLE tasks ADD COLUMN callback_every_status INTEGER;    -- 1: an event per status change
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              TEXT PRIMARY KEY,  -- the webhook-id header: the same on every attempt
+    task_id         TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    event           TEXT NOT NULL,     -- the JSON body, signed and sent byte for byte
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL,  -- attempts started (counted when claimed)
+    next_attempt_ms INTEGER NOT NULL,
+    lease_holder    TEXT,              -- the dispatcher attempting it now
+    lease_until_ms  INTEGER,
+    last_error      TEXT,
+    created_at_ms   INTEGER NOT NULL,
+    updated_at_ms   INTEGER NOT NULL
+) STRICT;
+-- The dispatcher: pending deliveries by when they fall due.
+CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE state = 'pending';
+-- A task's deliveries (tasks/get shows their state; deleting a task deletes them).
+CREATE INDEX IF NOT EXISTS deliveries_by_task ON webhook_deliveries (task_id);
+"#;
+
 /// The schema version this code writes (`PRAGMA user_version`). A database of another version
-/// is refused with a message rather than misread.
-const SCHEMA_VERSION: i64 = 2;
+/// is refused with a message rather than misread; older versions are upgraded in place.
+const SCHEMA_VERSION: i64 = 3;
 
 const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
                        poll_interval_ms, result, error, input_requests, attempt, cancel_requested, arguments, wire, \
-                       lease_holder, lease_until_ms, idempotency_key";
+                       lease_holder, lease_until_ms, idempotency_key, callback_url, callback_every_status";
+
+const DELIVERY_COLUMNS: &str = "id, task_id, url, event, state, attempts, next_attempt_ms, lease_holder, \
+                                lease_until_ms, last_error, created_at_ms, updated_at_ms";
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -157,7 +186,59 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         lease_holder: row.get(17)?,
         lease_until_ms: row.get::<_, Option<i64>>(18)?.map(|t| t as u64),
         idempotency_key: row.get(19)?,
+        callback: match row.get::<_, Option<String>>(20)? {
+            Some(url) => Some(Callback { url, every_status: row.get::<_, Option<i64>>(21)?.unwrap_or(0) != 0 }),
+            None => None,
+        },
     })
+}
+
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    let state: String = row.get(4)?;
+    Ok(Delivery {
+        id: row.get(0)?,
+        task_id: row.get(1)?,
+        url: row.get(2)?,
+        event: row.get(3)?,
+        state: DeliveryState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown delivery state {state}").into(),
+            )
+        })?,
+        attempts: row.get::<_, i64>(5)? as u32,
+        next_attempt_ms: row.get::<_, i64>(6)? as u64,
+        lease_holder: row.get(7)?,
+        lease_until_ms: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+        last_error: row.get(9)?,
+        created_at_ms: row.get::<_, i64>(10)? as u64,
+        updated_at_ms: row.get::<_, i64>(11)? as u64,
+    })
+}
+
+fn insert_delivery(txn: &Transaction<'_>, d: &Delivery) -> Result<(), StoreError> {
+    txn.prepare_cached(&format!(
+        "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            d.id,
+            d.task_id,
+            d.url,
+            d.event,
+            d.state.as_str(),
+            d.attempts as i64,
+            d.next_attempt_ms as i64,
+            d.lease_holder,
+            d.lease_until_ms.map(|t| t as i64),
+            d.last_error,
+            d.created_at_ms as i64,
+            d.updated_at_ms as i64,
+        ])
+    })
+    .map(drop)
+    .map_err(backend)
 }
 
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
@@ -232,10 +313,11 @@ impl SqliteStore {
     }
 }
 
-/// Creates the schema in a new database, or checks an existing one is of this version.
+/// Creates the schema in a new database, or upgrades an older one in place (one transaction per
+/// step), or refuses a newer or foreign one.
 fn migrate(conn: &Connection) -> Result<(), String> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
-    match version {
+    let steps: &[(i64, &str)] = match version {
         0 => {
             let has_tables: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
@@ -243,23 +325,24 @@ fn migrate(conn: &Connection) -> Result<(), String> {
             if has_tables > 0 {
                 return Err("this file holds tables that are not a taskwire task store; use another path".into());
             }
+            // A v1 schema, then every upgrade: one path for new and old files.
             conn.execute_batch(SCHEMA).map_err(|e| format!("cannot create the schema: {e}"))?;
-            conn.execute_batch(IDEMPOTENCY).map_err(|e| format!("cannot create the schema: {e}"))?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| e.to_string())
+            &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS)]
         }
-        1 => {
-            // Version 1 lacked idempotency keys: add the column and its index in one transaction.
-            let upgrade = format!(
-                "BEGIN IMMEDIATE; ALTER TABLE tasks ADD COLUMN idempotency_key TEXT; {IDEMPOTENCY} \
-                 PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            );
-            conn.execute_batch(&upgrade).map_err(|e| format!("cannot upgrade the schema from version 1: {e}"))
+        1 => &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS)],
+        2 => &[(3, WEBHOOKS)],
+        SCHEMA_VERSION => &[],
+        other => {
+            return Err(format!(
+                "the task store has schema version {other}, this taskwire knows version {SCHEMA_VERSION}; use a matching taskwire"
+            ));
         }
-        SCHEMA_VERSION => Ok(()),
-        other => Err(format!(
-            "the task store has schema version {other}, this taskwire knows version {SCHEMA_VERSION}; use a matching taskwire"
-        )),
+    };
+    for (to, sql) in steps {
+        let step = format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;");
+        conn.execute_batch(&step).map_err(|e| format!("cannot upgrade the schema to version {to}: {e}"))?;
     }
+    Ok(())
 }
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
@@ -292,7 +375,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usi
 fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO tasks ({COLUMNS}, expires_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
     );
     let result = txn.prepare_cached(&sql).and_then(|mut stmt| {
         stmt.execute(params![
@@ -316,6 +399,8 @@ fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
             r.lease_holder,
             r.lease_until_ms.map(|t| t as i64),
             r.idempotency_key,
+            r.callback.as_ref().map(|c| c.url.as_str()),
+            r.callback.as_ref().map(|c| c.every_status as i64),
             r.expires_at_ms().map(|e| e as i64),
         ])
     });
@@ -379,7 +464,9 @@ impl TaskStore for SqliteStore {
         let id = id.as_str().to_owned();
         Box::pin(self.write(move |txn| {
             let Some(mut record) = select_one(txn, &id).map_err(backend)? else { return Ok(None) };
-            update.apply(&mut record, now_ms)?;
+            if let Some(event) = update.apply_with_event(&mut record, now_ms)? {
+                insert_delivery(txn, &event)?;
+            }
             txn.prepare_cached(
                 "UPDATE tasks SET status = ?2, status_message = ?3, updated_at_ms = ?4, result = ?5, error = ?6, \
                  input_requests = ?7, cancel_requested = ?8, attempt = ?9 WHERE id = ?1",
@@ -446,9 +533,12 @@ impl TaskStore for SqliteStore {
         let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
         Box::pin(self.write(move |txn| {
             let mut stmt = txn.prepare_cached("DELETE FROM tasks WHERE id = ?1").map_err(backend)?;
+            let mut drop_deliveries =
+                txn.prepare_cached("DELETE FROM webhook_deliveries WHERE task_id = ?1").map_err(backend)?;
             let mut n = 0;
             for id in &ids {
                 n += stmt.execute([id]).map_err(backend)?;
+                drop_deliveries.execute([id]).map_err(backend)?;
             }
             Ok(n)
         }))
@@ -500,6 +590,82 @@ impl TaskStore for SqliteStore {
                 n += stmt.execute(params![lease_until_ms as i64, id, holder]).map_err(backend)?;
             }
             Ok(n)
+        }))
+    }
+
+    fn claim_deliveries<'a>(
+        &'a self,
+        now_ms: u64,
+        holder: &'a str,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        let holder = holder.to_owned();
+        // In the writer: claim and read are one transaction, as for orphaned tasks.
+        Box::pin(self.write(move |txn| {
+            let mut stmt = txn
+                .prepare_cached(&format!(
+                    "UPDATE webhook_deliveries SET lease_holder = ?1, lease_until_ms = ?2, attempts = attempts + 1 \
+                     WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_ms <= ?3 \
+                                  AND (lease_until_ms IS NULL OR lease_until_ms <= ?3) \
+                                  ORDER BY next_attempt_ms LIMIT ?4) \
+                     RETURNING {DELIVERY_COLUMNS}"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![holder, lease_until_ms as i64, now_ms as i64, limit as i64], delivery_from_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        }))
+    }
+
+    fn settle_delivery<'a>(
+        &'a self,
+        id: &'a str,
+        settlement: Settlement,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let id = id.to_owned();
+        Box::pin(self.write(move |txn| {
+            let select = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?1");
+            let found = txn
+                .prepare_cached(&select)
+                .and_then(|mut stmt| stmt.query_row([&id], delivery_from_row).optional())
+                .map_err(backend)?;
+            let Some(mut d) = found else { return Ok(false) };
+            settlement.apply(&mut d, now_ms);
+            txn.prepare_cached(
+                "UPDATE webhook_deliveries SET state = ?2, next_attempt_ms = ?3, lease_holder = NULL, \
+                 lease_until_ms = NULL, last_error = ?4, updated_at_ms = ?5 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![id, d.state.as_str(), d.next_attempt_ms as i64, d.last_error, now_ms as i64])
+            })
+            .map_err(backend)?;
+            Ok(true)
+        }))
+    }
+
+    fn deliveries<'a>(&'a self, task: &'a TaskId) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        let task = task.as_str().to_owned();
+        Box::pin(self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = ?1 ORDER BY created_at_ms, rowid"
+            ))?;
+            let rows = stmt.query_map([task], delivery_from_row)?;
+            rows.collect()
+        }))
+    }
+
+    fn next_delivery_at(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(self.read(|conn| {
+            conn.query_row(
+                "SELECT min(max(next_attempt_ms, coalesce(lease_until_ms, 0))) FROM webhook_deliveries \
+                 WHERE state = 'pending'",
+                [],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+            .map(|at| at.map(|t| t as u64))
         }))
     }
 }

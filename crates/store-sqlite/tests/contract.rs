@@ -56,7 +56,8 @@ async fn concurrent_creates_are_group_committed_and_all_durable() {
     }
 }
 
-/// A version-1 file (before idempotency keys) is upgraded in place and keeps its records.
+/// A version-1 file (before idempotency keys and webhooks) is upgraded in place, step by step, and
+/// keeps its records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_file_is_upgraded_and_keeps_its_records() {
     let path = temp_db("upgrade");
@@ -80,6 +81,41 @@ async fn a_version_1_file_is_upgraded_and_keeps_its_records() {
     let id = taskwire_engine::TaskId::from_wire("0123456789abcdef0123456789abcdef");
     let record = store.get(&id).await.unwrap().expect("the old record survived the upgrade");
     assert_eq!(record.result.as_deref(), Some(r#"{"content":[]}"#));
-    assert_eq!(record.idempotency_key, None);
+    assert_eq!((record.idempotency_key, record.callback), (None, None));
     taskwire_engine::contract::idempotency_keys_return_the_live_task(&store).await;
+    taskwire_engine::contract::status_changes_enqueue_their_webhook_event(&store).await;
+}
+
+/// The outbox is as durable as the tasks: an event enqueued by a terminal change, and its
+/// attempts, are there after a reopen (a restart), and can be claimed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_survive_a_reopen() {
+    use taskwire_engine::{Callback, DeliveryState, TaskStore};
+    let path = temp_db("outbox");
+    let owner = taskwire_engine::Owner::anonymous("s");
+    let engine_store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+    let engine = taskwire_engine::Engine::new(std::sync::Arc::new(engine_store), Default::default());
+    let new = taskwire_engine::NewTask {
+        owner: &owner,
+        tool: "build",
+        ttl_ms: None,
+        arguments: None,
+        wire: taskwire_engine::TaskWire::Extension,
+        idempotency_key: None,
+        callback: Some(Callback { url: "http://127.0.0.1:9/hook".into(), every_status: false }),
+    };
+    let taskwire_engine::Creation::Started(task) = engine.create_task(new).await.unwrap() else { panic!("new task") };
+    let id = task.id().clone();
+    task.complete(r#"{"content":[]}"#.into()).await;
+    let claimed = engine.store().claim_deliveries(u64::MAX / 4, "gone", u64::MAX / 4 + 1, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop((task, engine));
+
+    let reopened = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+    let kept = reopened.deliveries(&id).await.unwrap();
+    assert_eq!(kept.len(), 1, "the enqueued event survived the restart");
+    assert_eq!((kept[0].state, kept[0].attempts), (DeliveryState::Pending, 1));
+    // The dead dispatcher's lease lapses; the delivery is claimed again, the attempt counted.
+    let again = reopened.claim_deliveries(u64::MAX / 4 + 2, "new", u64::MAX / 4 + 100, 10).await.unwrap();
+    assert_eq!(again.iter().map(|d| (d.id.as_str(), d.attempts)).collect::<Vec<_>>(), [(kept[0].id.as_str(), 2)]);
 }

@@ -11,7 +11,7 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +70,13 @@ class ServerStartError(RuntimeError):
 
 
 @contextmanager
-def http_server_process() -> Iterator[HttpServer]:
-    """`taskwire-fixtures --http 127.0.0.1:0`; yields once it printed its address; always killed."""
-    with listening_process([FIXTURES, "--http", "127.0.0.1:0"], _LISTENING, "fixture HTTP server") as server:
+def http_server_process(extra_args: Sequence[str] = ()) -> Iterator[HttpServer]:
+    """`taskwire-fixtures --http 127.0.0.1:0 [extra_args...]`; yields once it printed its address; always killed.
+
+    `extra_args` (e.g. ``["--webhook-transport"]``) go after the listen address.
+    """
+    argv = [FIXTURES, "--http", "127.0.0.1:0", *extra_args]
+    with listening_process(argv, _LISTENING, "fixture HTTP server") as server:
         yield server
 
 
