@@ -80,6 +80,8 @@ pub struct Tool {
     pub(crate) controls: Controls,
     /// Whether the server appends how the tool runs to its description.
     pub(crate) describe_execution: bool,
+    /// The completion webhook of its tasks when the caller names none.
+    pub(crate) callback: Option<taskwire_engine::Callback>,
 }
 
 /// How a tool's executions are bounded: the scheduler's limits plus what the executor enforces.
@@ -111,6 +113,7 @@ impl Tool {
             retryable: false,
             controls: Controls::default(),
             describe_execution: true,
+            callback: None,
         }
     }
 
@@ -236,6 +239,21 @@ impl Tool {
     /// default [`RetryPolicy`] unless [`Tool::retry`] sets another.
     pub fn retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
+        self
+    }
+
+    /// Posts a signed event to `url` when one of the tool's tasks ends (`every_status`: on every
+    /// status change), unless the caller names its own callback (see [`crate::webhooks`]). The
+    /// server needs a webhook dispatcher (`taskwire-webhook`), which checks the destination
+    /// before every delivery.
+    ///
+    /// ```
+    /// use taskwire_server::{TaskSupport, Tool};
+    /// let tool = Tool::new("deploy", "Deploys").task(TaskSupport::Required).webhook("https://ci.example/hook", false);
+    /// # let _ = tool;
+    /// ```
+    pub fn webhook(mut self, url: impl Into<String>, every_status: bool) -> Self {
+        self.callback = Some(taskwire_engine::Callback { url: url.into(), every_status });
         self
     }
 

@@ -25,6 +25,7 @@ use crate::passthrough::Passthrough;
 use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, TaskSupport, Tool, ToolHandler};
 use crate::session::{Session, Sink};
 use crate::tasks::{self, TaskMode};
+use crate::webhooks::{self, CallbackGuard};
 use std::time::Duration;
 
 use crate::execution::{self, Bounds};
@@ -54,9 +55,17 @@ pub struct ServerBuilder {
     global_limits: GlobalLimits,
     request_timeout: Option<Duration>,
     passthrough: Option<Arc<dyn Passthrough>>,
+    callback_guard: Option<Arc<dyn CallbackGuard>>,
 }
 
 impl ServerBuilder {
+    /// Lets callers name completion webhooks for their tasks (`_meta["dev.taskwire/webhook"]`),
+    /// each checked by `guard` at creation (see [`crate::webhooks`]).
+    pub fn callback_guard(mut self, guard: Arc<dyn CallbackGuard>) -> Self {
+        self.callback_guard = Some(guard);
+        self
+    }
+
     /// Sends what the server does not answer itself — resources, prompts, completions, unknown
     /// methods and notifications — to `upstream`, and declares its capabilities for those (see
     /// [`Passthrough`]). This is how `taskwire proxy` fronts another server.
@@ -218,6 +227,7 @@ impl ServerBuilder {
                 scheduler,
                 request_timeout: self.request_timeout,
                 passthrough: self.passthrough,
+                callback_guard: self.callback_guard,
                 sealer: StateSealer::random(),
                 subscribers: Mutex::new(HashMap::new()),
             }),
@@ -249,6 +259,7 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     request_timeout: Option<Duration>,
     passthrough: Option<Arc<dyn Passthrough>>,
+    callback_guard: Option<Arc<dyn CallbackGuard>>,
     sealer: StateSealer,
     /// Sessions subscribed to each resource URI (weak: a closed session unsubscribes itself).
     subscribers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
@@ -416,6 +427,7 @@ impl Server {
             global_limits: GlobalLimits::default(),
             request_timeout: None,
             passthrough: None,
+            callback_guard: None,
         }
     }
 
@@ -999,6 +1011,8 @@ impl Server {
                 let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
                 let arguments = Some(Value::Object(args.clone()).to_string());
                 let idempotency_key = tasks::idempotency_key(&params)?;
+                let guard = self.inner.callback_guard.as_deref();
+                let callback = webhooks::callback_for(&params, tool, &owner, guard).await?;
                 let new = NewTask { owner: &owner, tool: name, ttl_ms, arguments, wire, idempotency_key, callback };
                 let handle = match engine.create_task(new).await.map_err(tasks::engine_error)? {
                     Creation::Started(handle) => handle,
@@ -1312,7 +1326,12 @@ impl Server {
             }
             "tasks/get" => {
                 let task_id = tasks::task_id_param(&params)?;
-                tasks::legacy_task(&engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?)
+                let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
+                let mut task = tasks::legacy_task(&record);
+                if let Some(meta) = webhooks::delivery_meta(engine, &record).await {
+                    task["_meta"] = meta;
+                }
+                task
             }
             "tasks/cancel" => {
                 let task_id = tasks::task_id_param(&params)?;
@@ -1416,7 +1435,10 @@ impl Server {
         match method {
             "tasks/get" => {
                 let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
-                let (task, raw) = tasks::detailed_task(&record);
+                let (mut task, raw) = tasks::detailed_task(&record);
+                if let Some(meta) = webhooks::delivery_meta(engine, &record).await {
+                    task["_meta"] = meta;
+                }
                 Ok((task, raw.map(str::to_owned)))
             }
             "tasks/update" => {
