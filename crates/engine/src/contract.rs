@@ -125,6 +125,11 @@ pub async fn deliveries_are_claimed_once_retried_and_settled(store: &dyn TaskSto
     assert_eq!(claimed.len(), 1, "two dispatchers claiming at once never both get a delivery");
     assert_eq!((claimed[0].attempts, claimed[0].lease_until_ms), (1, Some(now + 100)));
     assert!(ours(store.claim_deliveries(now + 50, "c", now + 150, 1000).await.expect("claim")).is_empty(), "held");
+    // Only the holder renews its lease.
+    let holder = claimed[0].lease_holder.clone().expect("a holder");
+    let other = if holder == "a" { "b" } else { "a" };
+    assert_eq!(store.renew_delivery_leases(other, std::slice::from_ref(&id), now + 90).await.expect("renew"), 0);
+    assert_eq!(store.renew_delivery_leases(&holder, std::slice::from_ref(&id), now + 100).await.expect("renew"), 1);
 
     // The holder died: after the lease the delivery is claimed again, the attempt counted.
     let again = ours(store.claim_deliveries(now + 101, "c", now + 200, 1000).await.expect("claim"));

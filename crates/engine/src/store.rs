@@ -187,6 +187,13 @@ pub trait TaskStore: Send + Sync + 'static {
         settlement: Settlement,
         now_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Extends the leases `holder` has on pending deliveries `ids` (attempts still running).
+    fn renew_delivery_leases<'a>(
+        &'a self,
+        holder: &'a str,
+        ids: &'a [String],
+        lease_until_ms: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>>;
     /// A task's deliveries, oldest first.
     fn deliveries<'a>(&'a self, task: &'a TaskId) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
     /// When the earliest pending delivery is due (held ones count from their lease's end).
@@ -478,6 +485,28 @@ impl TaskStore for MemoryStore {
             }
         };
         Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn renew_delivery_leases<'a>(
+        &'a self,
+        holder: &'a str,
+        ids: &'a [String],
+        lease_until_ms: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let mut inner = self.lock();
+        let mut n = 0;
+        for id in ids {
+            let Some(d) = inner.deliveries.get(id) else { continue };
+            if d.state != DeliveryState::Pending || d.lease_holder.as_deref() != Some(holder) {
+                continue;
+            }
+            let Some(mut d) = inner.deliveries.remove(id) else { continue };
+            inner.deliveries_due.remove(&(claimable_at(&d), d.id.clone()));
+            d.lease_until_ms = Some(lease_until_ms);
+            inner.put(d);
+            n += 1;
+        }
+        Box::pin(std::future::ready(Ok(n)))
     }
 
     fn deliveries<'a>(&'a self, task: &'a TaskId) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {

@@ -50,6 +50,6 @@ pub use registry::{Prompt, Resource, ResourceTemplate, TaskSupport, Tool};
 pub use server::{PerRequestMeta, Prepared, Rejected, Reply, RequestEnv, RequestEra, Server, ServerBuilder};
 pub use session::{Outgoing, Session, Sink};
 pub use tasks::IDEMPOTENCY_KEY_META;
-pub use webhooks::{CallbackGuard, WEBHOOK_META};
 /// The execution controls' settings, from the engine.
 pub use taskwire_engine::{GlobalLimits, Rate, RetryPolicy, ToolLimits};
+pub use webhooks::{CallbackGuard, WEBHOOK_META};

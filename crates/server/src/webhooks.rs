@@ -47,7 +47,8 @@ pub(crate) async fn callback_for(
     let Some(named) = params.get("_meta").and_then(|m| m.get(WEBHOOK_META)) else {
         return Ok(tool.callback.clone());
     };
-    let invalid = |why: String| ToolError::from(ErrorObject::invalid_params(format!("_meta[\"{WEBHOOK_META}\"]: {why}")));
+    let invalid =
+        |why: String| ToolError::from(ErrorObject::invalid_params(format!("_meta[\"{WEBHOOK_META}\"]: {why}")));
     let url = named.get("url").and_then(Value::as_str).ok_or_else(|| {
         invalid(r#"must be an object with a "url" string, e.g. {"url": "https://example.com/hook"}"#.into())
     })?;

@@ -646,6 +646,29 @@ impl TaskStore for SqliteStore {
         }))
     }
 
+    fn renew_delivery_leases<'a>(
+        &'a self,
+        holder: &'a str,
+        ids: &'a [String],
+        lease_until_ms: u64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let holder = holder.to_owned();
+        let ids = ids.to_vec();
+        Box::pin(self.write(move |txn| {
+            let mut stmt = txn
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET lease_until_ms = ?1 WHERE id = ?2 AND lease_holder = ?3 \
+                     AND state = 'pending'",
+                )
+                .map_err(backend)?;
+            let mut n = 0;
+            for id in &ids {
+                n += stmt.execute(params![lease_until_ms as i64, id, holder]).map_err(backend)?;
+            }
+            Ok(n)
+        }))
+    }
+
     fn deliveries<'a>(&'a self, task: &'a TaskId) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         let task = task.as_str().to_owned();
         Box::pin(self.read(move |conn| {

@@ -1,0 +1,37 @@
+//! Completion webhooks for taskwire.
+//!
+//! * [`signing`]: Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature: v1,…`, HMAC-SHA256 with `whsec_` secrets, several during a rotation).
+//! * [`guard`]: the SSRF guard — no loopback, private, link-local, unique-local or metadata
+//!   destinations unless allowlisted; optional per-owner host lists.
+//! * [`send`]: one guarded POST that dials only admitted addresses and follows no redirects.
+//! * [`dispatch`]: the dispatcher that drains the engine's durable outbox with retries,
+//!   backoff, per-destination limits and a dead-letter state.
+//!
+//! Wiring it into a server:
+//!
+//! ```no_run
+//! # async fn run(engine: taskwire_engine::Engine) {
+//! use std::sync::Arc;
+//! use taskwire_webhook::{Dispatcher, DispatcherConfig, Guard, GuardConfig, Secret, Sender, SenderConfig, Signer};
+//! let sender = Sender::new(Guard::new(GuardConfig::default()), SenderConfig::default());
+//! let signer = Signer::new(vec![Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()]);
+//! let server = taskwire_server::Server::builder("demo", "1.0")
+//!     .tasks(engine.clone())
+//!     .callback_guard(Arc::new(sender.clone()))
+//!     .build();
+//! Dispatcher::new(engine, sender, signer, DispatcherConfig::default())
+//!     .spawn(tokio_util::sync::CancellationToken::new());
+//! # let _ = server;
+//! # }
+//! ```
+
+pub mod dispatch;
+pub mod guard;
+pub mod send;
+pub mod signing;
+
+pub use dispatch::{Dispatcher, DispatcherConfig};
+pub use guard::{Guard, GuardConfig, Refusal};
+pub use send::{Answer, Dial, SendError, Sender, SenderConfig, TcpDial};
+pub use signing::{Secret, Signer};
