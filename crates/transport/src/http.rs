@@ -11,6 +11,12 @@
 //! anything first, and upgraded to `text/event-stream` the moment it sends a notification or a
 //! server→client request. Handshake-era SSE streams are stored in a bounded per-session event
 //! buffer so a client can resume them with `GET` + `Last-Event-ID`.
+//!
+//! **Webhook hybrid** ([`HttpConfig::webhook_tools`]): a session whose `initialize` named
+//! `params._meta.webhookUrl` gets the calls of the configured webhook tools answered `202
+//! Accepted` at once; their progress and result are POSTed to that URL with `mcp-session-id`
+//! (what asyncmcp's StreamableHTTP+webhook client expects). Everything else, and every session
+//! without a webhook URL, is plain Streamable HTTP.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -69,6 +75,25 @@ pub struct HttpConfig {
     /// Static bearer tokens mapped to principals. When set, every request must carry
     /// `Authorization: Bearer TOKEN` (else 401), and tasks and sessions belong to the principal.
     pub bearer_tokens: Option<Arc<HashMap<String, String>>>,
+    /// Tools whose results go by webhook to sessions that named one (the hybrid, above).
+    pub webhook_tools: Option<WebhookTools>,
+}
+
+/// The webhook hybrid's settings.
+#[derive(Clone)]
+pub struct WebhookTools {
+    /// The tools answered by webhook.
+    pub tools: Vec<String>,
+    /// Posts to webhooks, behind the SSRF guard.
+    pub sender: taskwire_webhook::Sender,
+    /// Signs every webhook POST when set.
+    pub signer: Option<taskwire_webhook::Signer>,
+}
+
+impl std::fmt::Debug for WebhookTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTools").field("tools", &self.tools).field("signed", &self.signer.is_some()).finish()
+    }
 }
 
 impl Default for HttpConfig {
@@ -85,6 +110,7 @@ impl Default for HttpConfig {
             keep_alive: Duration::from_secs(15),
             retry_ms: 1000,
             bearer_tokens: None,
+            webhook_tools: None,
         }
     }
 }
@@ -107,6 +133,8 @@ struct HttpSession {
     principal: Option<String>,
     streams: Mutex<StreamTable>,
     last_used: Mutex<Instant>,
+    /// Where webhook tools' results go, if the session named a webhook.
+    webhook: Mutex<Option<mpsc::Sender<Outgoing>>>,
 }
 
 #[derive(Default)]
@@ -282,8 +310,18 @@ pub async fn serve(
     config: HttpConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
     let app = router_with_shutdown(server, config, shutdown.clone());
+    serve_app(app, listener, shutdown).await
+}
+
+/// Serves an app built from [`router_with_shutdown`] (merged with more routes, such as the
+/// webhook transport's) the way [`serve`] does: `TCP_NODELAY`, graceful shutdown.
+pub async fn serve_app(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
     let listener = listener.tap_io(|tcp| {
         // Small JSON-RPC answers must not wait for delayed ACKs (Nagle); see BENCHMARKS.md.
         let _ = tcp.set_nodelay(true);
@@ -432,6 +470,7 @@ impl Shared {
             principal,
             streams: Mutex::new(StreamTable::default()),
             last_used: Mutex::new(Instant::now()),
+            webhook: Mutex::new(None),
         });
         sessions.insert(id.clone(), session.clone());
         Some((id, session))
@@ -547,6 +586,16 @@ async fn post_request(
     principal: Option<String>,
 ) -> Response {
     let is_initialize = req.method == "initialize";
+    let hybrid = match &shared.config.webhook_tools {
+        Some(w) => match hybrid_role(w, &req).await {
+            Ok(role) => role,
+            Err(refusal) => {
+                let error = ErrorObject::invalid_params(format!("_meta.webhookUrl: {refusal}"));
+                return error_response(StatusCode::OK, Some(&req.id), &error);
+            }
+        },
+        None => HybridRole::None,
+    };
     let prepared = match shared.server.prepare(req, Some(headers)) {
         Ok(p) => p,
         Err(rejected) => {
@@ -600,6 +649,15 @@ async fn post_request(
                 cancel: CancellationToken::new(),
                 principal: principal.clone(),
             };
+            if let (HybridRole::Subscribe(url), Some(w)) = (hybrid, &shared.config.webhook_tools) {
+                let link = crate::webhook::spawn_link(
+                    w.sender.clone(),
+                    w.signer.clone(),
+                    url,
+                    (http::HeaderName::from_static("mcp-session-id"), id.clone()),
+                );
+                *lock(&session.webhook) = Some(link);
+            }
             let mut resp = respond(&shared, prepared, env, Some(session.clone())).await;
             let ok = resp.status().is_success();
             match HeaderValue::from_str(&id) {
@@ -625,15 +683,58 @@ async fn post_request(
                     ),
                 );
             };
+            let link = lock(&session.webhook).clone().filter(|_| matches!(hybrid, HybridRole::WebhookCall));
             let env = RequestEnv {
                 session: session.mcp.clone(),
-                sink: None,
+                sink: link.clone(),
                 cancel: CancellationToken::new(),
                 principal: principal.clone(),
             };
-            respond(&shared, prepared, env, Some(session.clone())).await
+            match link {
+                Some(link) => answer_by_webhook(&shared, prepared, env, link),
+                None => respond(&shared, prepared, env, Some(session.clone())).await,
+            }
         }
     }
+}
+
+/// What a request means for the webhook hybrid.
+enum HybridRole {
+    None,
+    /// An `initialize` naming a (checked) webhook URL.
+    Subscribe(String),
+    /// A call of a webhook tool.
+    WebhookCall,
+}
+
+async fn hybrid_role(w: &WebhookTools, req: &jsonrpc::Request) -> Result<HybridRole, taskwire_webhook::Refusal> {
+    let is_call = req.method == "tools/call";
+    if !is_call && req.method != "initialize" {
+        return Ok(HybridRole::None);
+    }
+    let params: serde_json::Value =
+        req.params.as_deref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+    if is_call {
+        let name = params.get("name").and_then(serde_json::Value::as_str).unwrap_or_default();
+        return Ok(if w.tools.iter().any(|t| t == name) { HybridRole::WebhookCall } else { HybridRole::None });
+    }
+    match params.pointer("/_meta/webhookUrl").and_then(serde_json::Value::as_str) {
+        Some(url) => w.sender.guard().admit(url, None).await.map(|_| HybridRole::Subscribe(url.to_owned())),
+        None => Ok(HybridRole::None),
+    }
+}
+
+/// The hybrid's webhook call: `202 Accepted` now; progress (already routed to `link` by the
+/// env's sink) and the result go by webhook.
+fn answer_by_webhook(shared: &Shared, prepared: Prepared, env: RequestEnv, link: mpsc::Sender<Outgoing>) -> Response {
+    let server = shared.server.clone();
+    tokio::spawn(async move {
+        let reply = server.run(prepared, env).await;
+        if let Some(bytes) = reply.to_bytes() {
+            let _ = link.send(Outgoing::Message(Bytes::from(bytes))).await;
+        }
+    });
+    status_only(StatusCode::ACCEPTED)
 }
 
 fn reply_response(reply: &Reply, rejected_status: bool) -> Response {
@@ -665,8 +766,11 @@ async fn respond(
     let server = shared.server.clone();
     // 2025-11-25 sessions always answer on a resumable stream that opens with a priming event
     // (SEP-1699): a client can resume any request, not only those that happened to notify.
-    let resumable =
-        session.as_ref().and_then(|s| s.mcp.negotiated()).is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
+    // Webhook-hybrid sessions are asyncmcp's clients, whose SSE reader fails on a priming
+    // event's empty data; their slow results come by webhook, so they answer in plain JSON.
+    let resumable = session.as_ref().is_some_and(|s| {
+        s.mcp.negotiated().is_some_and(|v| v >= ProtocolVersion::V2025_11_25) && lock(&s.webhook).is_none()
+    });
     if resumable {
         let handle = tokio::spawn(async move { server.run(prepared, env).await });
         return upgrade(shared, era, None, rx, handle, cancel, guard, session);

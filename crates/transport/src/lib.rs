@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod stdio;
+pub mod webhook;
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM: the way a server started from a terminal or a
 /// service manager is asked to stop.
