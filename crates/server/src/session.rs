@@ -177,6 +177,18 @@ impl Session {
         }
     }
 
+    /// Delivers a response or error response the client sent to the server→client request it
+    /// answers (every transport receives these the same way). False for other messages and
+    /// unknown ids.
+    pub fn answer_message(&self, message: taskwire_protocol::jsonrpc::Message) -> bool {
+        use taskwire_protocol::jsonrpc::Message;
+        match message {
+            Message::Response(r) => self.answer(&r.id, Ok(serde_json::from_str(r.result.get()).unwrap_or_default())),
+            Message::Error(e) => e.id.is_some_and(|id| self.answer(&id, Err(e.error))),
+            Message::Request(_) | Message::Notification(_) => false,
+        }
+    }
+
     /// Sets where messages unrelated to any request go (the stdio writer, the HTTP GET stream).
     pub fn set_standalone(&self, sink: Option<Sink>) {
         *lock(&self.standalone) = sink;

@@ -551,18 +551,7 @@ fn post_answer(shared: &Shared, message: Message, headers: &HeaderMap, principal
             "Bad Request: a JSON-RPC response must be sent on the session (Mcp-Session-Id) of the request it answers",
         );
     };
-    match message {
-        Message::Response(r) => {
-            let result = serde_json::from_str(r.result.get()).unwrap_or_default();
-            session.mcp.answer(&r.id, Ok(result));
-        }
-        Message::Error(e) => {
-            if let Some(id) = &e.id {
-                session.mcp.answer(id, Err(e.error));
-            }
-        }
-        _ => {}
-    }
+    session.mcp.answer_message(message);
     status_only(StatusCode::ACCEPTED)
 }
 
@@ -727,13 +716,7 @@ async fn hybrid_role(w: &WebhookTools, req: &jsonrpc::Request) -> Result<HybridR
 /// The hybrid's webhook call: `202 Accepted` now; progress (already routed to `link` by the
 /// env's sink) and the result go by webhook.
 fn answer_by_webhook(shared: &Shared, prepared: Prepared, env: RequestEnv, link: mpsc::Sender<Outgoing>) -> Response {
-    let server = shared.server.clone();
-    tokio::spawn(async move {
-        let reply = server.run(prepared, env).await;
-        if let Some(bytes) = reply.to_bytes() {
-            let _ = link.send(Outgoing::Message(Bytes::from(bytes))).await;
-        }
-    });
+    crate::webhook::run_to_link(shared.server.clone(), prepared, env, link);
     status_only(StatusCode::ACCEPTED)
 }
 

@@ -85,14 +85,8 @@ where
                 match Message::parse(text) {
                     Err(e) => send_error(&tx, e.id(), &e.to_error()).await,
                     Ok(Message::Notification(n)) => server.notification(&session, &n.method, n.params.as_deref()),
-                    Ok(Message::Response(r)) => {
-                        let result = serde_json::from_str(r.result.get()).unwrap_or_default();
-                        session.answer(&r.id, Ok(result));
-                    }
-                    Ok(Message::Error(e)) => {
-                        if let Some(id) = &e.id {
-                            session.answer(id, Err(e.error));
-                        }
+                    Ok(answer @ (Message::Response(_) | Message::Error(_))) => {
+                        session.answer_message(answer);
                     }
                     Ok(Message::Request(req)) => {
                         let is_probe = req.method == "server/discover";

@@ -170,14 +170,8 @@ async fn initialize(shared: &Arc<Shared>, client_id: &str, params: Value, messag
 fn dispatch(shared: &Arc<Shared>, session: &Arc<WebhookSession>, message: Message) {
     match message {
         Message::Notification(n) => shared.server.notification(&session.mcp, &n.method, n.params.as_deref()),
-        Message::Response(r) => {
-            let result = serde_json::from_str(r.result.get()).unwrap_or_default();
-            session.mcp.answer(&r.id, Ok(result));
-        }
-        Message::Error(e) => {
-            if let Some(id) = &e.id {
-                session.mcp.answer(id, Err(e.error));
-            }
+        answer @ (Message::Response(_) | Message::Error(_)) => {
+            session.mcp.answer_message(answer);
         }
         Message::Request(req) => {
             let link = session.link.clone();
@@ -191,22 +185,31 @@ fn dispatch(shared: &Arc<Shared>, session: &Arc<WebhookSession>, message: Messag
                 }
                 Err(rejected) => return post_error(link, Some(rejected.id), rejected.error),
             };
-            let server = shared.server.clone();
-            let mcp = session.mcp.clone();
-            tokio::spawn(async move {
-                let env = RequestEnv {
-                    session: mcp,
-                    sink: Some(link.clone()),
-                    cancel: CancellationToken::new(),
-                    principal: None,
-                };
-                let reply = server.run(prepared, env).await;
-                if let Some(bytes) = reply.to_bytes() {
-                    let _ = link.send(Outgoing::Message(Bytes::from(bytes))).await;
-                }
-            });
+            let env = RequestEnv {
+                session: session.mcp.clone(),
+                sink: Some(link.clone()),
+                cancel: CancellationToken::new(),
+                principal: None,
+            };
+            run_to_link(shared.server.clone(), prepared, env, link);
         }
     }
+}
+
+/// Runs a request in the background; its answer goes through `link` after whatever the handler
+/// sent on the way (the env's sink is the same link, so order is kept).
+pub(crate) fn run_to_link(
+    server: Server,
+    prepared: taskwire_server::Prepared,
+    env: RequestEnv,
+    link: mpsc::Sender<Outgoing>,
+) {
+    tokio::spawn(async move {
+        let reply = server.run(prepared, env).await;
+        if let Some(bytes) = reply.to_bytes() {
+            let _ = link.send(Outgoing::Message(Bytes::from(bytes))).await;
+        }
+    });
 }
 
 fn post_error(link: mpsc::Sender<Outgoing>, id: Option<taskwire_protocol::Id>, error: ErrorObject) {
