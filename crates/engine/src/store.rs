@@ -241,9 +241,7 @@ impl MemoryInner {
     fn remove(&mut self, id: &TaskId) -> bool {
         let Some(r) = self.tasks.remove(id) else { return false };
         for d in self.deliveries_by_task.remove(r.id.as_str()).unwrap_or_default() {
-            if let Some(d) = self.deliveries.remove(&d) {
-                self.deliveries_due.remove(&(claimable_at(&d), d.id));
-            }
+            self.take_delivery(&d);
         }
         self.by_creation.remove(&(r.created_at_ms, r.id.clone()));
         if let Some(expiry) = r.expires_at_ms() {
@@ -280,7 +278,14 @@ impl MemoryInner {
         self.put(d);
     }
 
-    /// Stores a changed delivery (its due-index entry must have been removed).
+    /// Takes a delivery out with its due-index entry, to change it and [`MemoryInner::put`] it back.
+    fn take_delivery(&mut self, id: &str) -> Option<Delivery> {
+        let d = self.deliveries.remove(id)?;
+        self.deliveries_due.remove(&(claimable_at(&d), d.id.clone()));
+        Some(d)
+    }
+
+    /// Stores a changed delivery (taken out with [`MemoryInner::take_delivery`]).
     fn put(&mut self, d: Delivery) {
         if d.state == DeliveryState::Pending {
             self.deliveries_due.insert((claimable_at(&d), d.id.clone()));
@@ -456,9 +461,8 @@ impl TaskStore for MemoryStore {
         let due: Vec<(u64, String)> =
             inner.deliveries_due.iter().take_while(|(at, _)| *at <= now_ms).take(limit).cloned().collect();
         let mut claimed = Vec::with_capacity(due.len());
-        for key in due {
-            inner.deliveries_due.remove(&key);
-            let Some(mut d) = inner.deliveries.remove(&key.1) else { continue };
+        for (_, id) in due {
+            let Some(mut d) = inner.take_delivery(&id) else { continue };
             d.lease_holder = Some(holder.to_owned());
             d.lease_until_ms = Some(lease_until_ms);
             d.attempts += 1;
@@ -475,10 +479,9 @@ impl TaskStore for MemoryStore {
         now_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let mut inner = self.lock();
-        let found = match inner.deliveries.remove(id) {
+        let found = match inner.take_delivery(id) {
             None => false,
             Some(mut d) => {
-                inner.deliveries_due.remove(&(claimable_at(&d), d.id.clone()));
                 settlement.apply(&mut d, now_ms);
                 inner.put(d);
                 true
@@ -496,12 +499,14 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock();
         let mut n = 0;
         for id in ids {
-            let Some(d) = inner.deliveries.get(id) else { continue };
-            if d.state != DeliveryState::Pending || d.lease_holder.as_deref() != Some(holder) {
+            let held = inner
+                .deliveries
+                .get(id)
+                .is_some_and(|d| d.state == DeliveryState::Pending && d.lease_holder.as_deref() == Some(holder));
+            if !held {
                 continue;
             }
-            let Some(mut d) = inner.deliveries.remove(id) else { continue };
-            inner.deliveries_due.remove(&(claimable_at(&d), d.id.clone()));
+            let Some(mut d) = inner.take_delivery(id) else { continue };
             d.lease_until_ms = Some(lease_until_ms);
             inner.put(d);
             n += 1;

@@ -427,6 +427,23 @@ fn idempotent_twin(conn: &Connection, record: &TaskRecord) -> rusqlite::Result<O
     .optional()
 }
 
+/// Runs a lease renewal (`?1` the new end, `?2` an id, `?3` the holder) for each id; returns how
+/// many rows it renewed. Tasks and webhook deliveries are leased alike.
+fn renew_each(
+    txn: &Transaction<'_>,
+    sql: &str,
+    ids: &[String],
+    holder: &str,
+    until_ms: u64,
+) -> Result<usize, StoreError> {
+    let mut stmt = txn.prepare_cached(sql).map_err(backend)?;
+    let mut n = 0;
+    for id in ids {
+        n += stmt.execute(params![until_ms as i64, id, holder]).map_err(backend)?;
+    }
+    Ok(n)
+}
+
 fn select_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskRecord>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
         .query_row([id], record_from_row)
@@ -579,17 +596,9 @@ impl TaskStore for SqliteStore {
         let holder = holder.to_owned();
         let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
         Box::pin(self.write(move |txn| {
-            let mut stmt = txn
-                .prepare_cached(
-                    "UPDATE tasks SET lease_until_ms = ?1 WHERE id = ?2 AND lease_holder = ?3 \
-                     AND status IN ('working', 'input_required')",
-                )
-                .map_err(backend)?;
-            let mut n = 0;
-            for id in &ids {
-                n += stmt.execute(params![lease_until_ms as i64, id, holder]).map_err(backend)?;
-            }
-            Ok(n)
+            let sql = "UPDATE tasks SET lease_until_ms = ?1 WHERE id = ?2 AND lease_holder = ?3 \
+                       AND status IN ('working', 'input_required')";
+            renew_each(txn, sql, &ids, &holder, lease_until_ms)
         }))
     }
 
@@ -655,17 +664,9 @@ impl TaskStore for SqliteStore {
         let holder = holder.to_owned();
         let ids = ids.to_vec();
         Box::pin(self.write(move |txn| {
-            let mut stmt = txn
-                .prepare_cached(
-                    "UPDATE webhook_deliveries SET lease_until_ms = ?1 WHERE id = ?2 AND lease_holder = ?3 \
-                     AND state = 'pending'",
-                )
-                .map_err(backend)?;
-            let mut n = 0;
-            for id in &ids {
-                n += stmt.execute(params![lease_until_ms as i64, id, holder]).map_err(backend)?;
-            }
-            Ok(n)
+            let sql = "UPDATE webhook_deliveries SET lease_until_ms = ?1 WHERE id = ?2 AND lease_holder = ?3 \
+                       AND state = 'pending'";
+            renew_each(txn, sql, &ids, &holder, lease_until_ms)
         }))
     }
 

@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use taskwire_protocol::jsonrpc::{self, Message};
 use taskwire_protocol::{Era, ErrorObject};
 use taskwire_server::{Outgoing, RequestEnv, Server, Session};
-use taskwire_webhook::dispatch::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use taskwire_webhook::signing::standard_headers;
 use taskwire_webhook::{Sender, Signer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -288,18 +288,7 @@ fn link_headers(bytes: &[u8], session: &(HeaderName, String), signer: Option<&Si
     }
     if let Some(signer) = signer {
         let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-        let timestamp = unix_seconds();
-        if let (Ok(id_value), Ok(signature)) =
-            (HeaderValue::from_str(&id), HeaderValue::from_str(&signer.sign(&id, timestamp, bytes)))
-        {
-            headers.insert(WEBHOOK_ID, id_value);
-            headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
-            headers.insert(WEBHOOK_SIGNATURE, signature);
-        }
+        headers.extend(standard_headers(&id, bytes, Some(signer)));
     }
     headers
-}
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -12,14 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
 use taskwire_engine::outbox::{Delivery, Settlement};
 use taskwire_engine::{Engine, RetryPolicy, now_ms};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::send::Sender;
-use crate::signing::Signer;
+use crate::signing::{Signer, standard_headers};
 
 /// Dispatcher settings.
 #[derive(Clone, Debug)]
@@ -49,13 +48,6 @@ impl Default for DispatcherConfig {
         }
     }
 }
-
-/// The Standard Webhooks headers.
-pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
-/// Seconds since the Unix epoch at the attempt.
-pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
-/// `v1,<base64>` per secret, space-separated.
-pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// Drains an engine's outbox. Start it with [`Dispatcher::spawn`].
 pub struct Dispatcher {
@@ -187,7 +179,7 @@ impl Shared {
     async fn attempt(&self, delivery: Delivery) {
         let slots = self.destination_slots(&delivery.url);
         let _slot = slots.acquire_owned().await;
-        let headers = self.headers(&delivery);
+        let headers = standard_headers(&delivery.id, delivery.event.as_bytes(), self.signer.as_ref());
         let body = Bytes::from(delivery.event.clone());
         let outcome = self.sender.post(&delivery.url, None, headers, body).await;
         let now = now_ms();
@@ -208,21 +200,5 @@ impl Shared {
             tracing::warn!(delivery = %delivery.id, "cannot record the webhook attempt: {e}");
         }
         lock(&self.running).remove(&delivery.id);
-    }
-
-    fn headers(&self, delivery: &Delivery) -> HeaderMap {
-        let timestamp = now_ms() / 1000;
-        let mut headers = HeaderMap::with_capacity(3);
-        if let Ok(id) = HeaderValue::from_str(&delivery.id) {
-            headers.insert(WEBHOOK_ID, id);
-        }
-        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
-        if let Some(signer) = &self.signer
-            && let Ok(signature) =
-                HeaderValue::from_str(&signer.sign(&delivery.id, timestamp, delivery.event.as_bytes()))
-        {
-            headers.insert(WEBHOOK_SIGNATURE, signature);
-        }
-        headers
     }
 }

@@ -9,6 +9,13 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The message id, the same on every attempt (receivers deduplicate by it).
+pub const WEBHOOK_ID: http::HeaderName = http::HeaderName::from_static("webhook-id");
+/// Seconds since the Unix epoch at the attempt.
+pub const WEBHOOK_TIMESTAMP: http::HeaderName = http::HeaderName::from_static("webhook-timestamp");
+/// `v1,<base64>` per secret, space-separated.
+pub const WEBHOOK_SIGNATURE: http::HeaderName = http::HeaderName::from_static("webhook-signature");
+
 /// A signing secret, as Standard Webhooks writes it: `whsec_` and the base64 of the key.
 #[derive(Clone)]
 pub struct Secret {
@@ -96,4 +103,22 @@ impl Signer {
         }
         header
     }
+}
+
+/// The Standard Webhooks headers of one message: `webhook-id`, `webhook-timestamp` (now, in
+/// seconds) and, with a signer, `webhook-signature`.
+pub fn standard_headers(id: &str, body: &[u8], signer: Option<&Signer>) -> http::HeaderMap {
+    use http::HeaderValue;
+    let timestamp = taskwire_engine::now_ms() / 1000;
+    let mut headers = http::HeaderMap::with_capacity(3);
+    if let Ok(value) = HeaderValue::from_str(id) {
+        headers.insert(WEBHOOK_ID, value);
+    }
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+    if let Some(signer) = signer
+        && let Ok(signature) = HeaderValue::from_str(&signer.sign(id, timestamp, body))
+    {
+        headers.insert(WEBHOOK_SIGNATURE, signature);
+    }
+    headers
 }
