@@ -6,6 +6,8 @@
 //!   sessionless handshake mode, and the stateless 2026-07-28 POST path.
 
 pub mod http;
+#[cfg(unix)]
+mod std_pipes;
 pub mod stdio;
 pub mod webhook;
 

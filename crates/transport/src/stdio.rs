@@ -33,9 +33,14 @@ impl Default for StdioConfig {
     }
 }
 
-/// Serves `server` on the process's standard input and output until input ends.
+/// Serves `server` on the process's standard input and output until input ends. When they are
+/// pipes (as MCP clients spawn servers), the reactor drives them ([`crate::std_pipes`]).
 pub async fn serve_stdio(server: Server, config: StdioConfig) -> std::io::Result<()> {
-    serve(server, BufReader::with_capacity(64 * 1024, tokio::io::stdin()), tokio::io::stdout(), config).await
+    #[cfg(unix)]
+    let (input, output) = (crate::std_pipes::stdin(), crate::std_pipes::stdout());
+    #[cfg(not(unix))]
+    let (input, output) = (tokio::io::stdin(), tokio::io::stdout());
+    serve(server, BufReader::with_capacity(64 * 1024, input), output, config).await
 }
 
 /// Serves `server` over any line-oriented byte stream pair.
