@@ -4,7 +4,8 @@
 //!   `webhook-signature: v1,…`, HMAC-SHA256 with `whsec_` secrets, several during a rotation).
 //! * [`guard`]: the SSRF guard — no loopback, private, link-local, unique-local or metadata
 //!   destinations unless allowlisted; optional per-owner host lists.
-//! * [`send`]: one guarded POST that dials only admitted addresses and follows no redirects.
+//! * [`send`]: one guarded POST that dials only admitted addresses (reusing kept-alive
+//!   connections to them) and follows no redirects.
 //! * [`dispatch`]: the dispatcher that drains the engine's durable outbox with retries,
 //!   backoff, per-destination limits and a dead-letter state.
 //!
@@ -28,10 +29,12 @@
 
 pub mod dispatch;
 pub mod guard;
+mod pool;
 pub mod send;
 pub mod signing;
 
 pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use guard::{Guard, GuardConfig, Refusal};
+pub use pool::PoolConfig;
 pub use send::{Answer, Dial, SendError, Sender, SenderConfig, TcpDial};
 pub use signing::{Secret, Signer};

@@ -1,5 +1,6 @@
-//! One guarded HTTP POST: check the destination, dial only the addresses the guard admitted,
-//! send, read the status. No redirects, no cookies, no proxies, bounded in time.
+//! One guarded HTTP POST: check the destination, dial only the addresses the guard admitted
+//! (or reuse a kept-alive connection to one of them, [`crate::pool`]), send, read the status.
+//! No redirects, no cookies, no proxies, bounded in time.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use taskwire_engine::Owner;
 use tokio::net::TcpStream;
 
 use crate::guard::{BoxFuture, Destination, Guard, Refusal};
+use crate::pool::{Connection, Pool, PoolConfig};
 
 /// Opens TCP connections. The sender dials only addresses the guard admitted; tests put a
 /// dialer here that fails the test if it is ever asked for a non-loopback address.
@@ -45,6 +47,8 @@ pub struct SenderConfig {
     pub connect_timeout: Duration,
     /// The `User-Agent` header.
     pub user_agent: HeaderValue,
+    /// Keep-alive connections kept for reuse.
+    pub pool: PoolConfig,
 }
 
 impl Default for SenderConfig {
@@ -53,6 +57,7 @@ impl Default for SenderConfig {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             user_agent: HeaderValue::from_static(concat!("taskwire-webhook/", env!("CARGO_PKG_VERSION"))),
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -132,6 +137,7 @@ pub struct Sender {
     guard: Guard,
     dial: Arc<dyn Dial>,
     config: Arc<SenderConfig>,
+    pool: Arc<Pool>,
 }
 
 /// The most of a receiver's answer that is read; the rest is dropped.
@@ -145,7 +151,8 @@ impl Sender {
 
     /// A sender with another dialer.
     pub fn with_dialer(guard: Guard, config: SenderConfig, dial: Arc<dyn Dial>) -> Self {
-        Self { guard, dial, config: Arc::new(config) }
+        let pool = Arc::new(Pool::new(config.pool.clone()));
+        Self { guard, dial, config: Arc::new(config), pool }
     }
 
     /// The guard it checks destinations with.
@@ -182,11 +189,6 @@ impl Sender {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Answer, SendError> {
-        let stream = self.connect(destination, authority).await?;
-        let http_error = |e: hyper::Error| SendError::Http { authority: authority.to_owned(), reason: e.to_string() };
-        let (mut request_sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_error)?;
-        let connection = tokio::spawn(connection);
         let url = &destination.url;
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
@@ -196,37 +198,70 @@ impl Sender {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(target)
-            .body(Full::new(body))
-            .map_err(|e| SendError::Http { authority: authority.to_owned(), reason: e.to_string() })?;
-        let h = request.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(header::USER_AGENT, self.config.user_agent.clone());
-        if let Ok(host) = HeaderValue::from_str(&host) {
-            h.insert(header::HOST, host);
+        let request = || -> Result<Request<Full<Bytes>>, SendError> {
+            let mut request = Request::builder()
+                .method(Method::POST)
+                .uri(&target)
+                .body(Full::new(body.clone()))
+                .map_err(|e| SendError::Http { authority: authority.to_owned(), reason: e.to_string() })?;
+            let h = request.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(header::USER_AGENT, self.config.user_agent.clone());
+            if let Ok(host) = HeaderValue::from_str(&host) {
+                h.insert(header::HOST, host);
+            }
+            h.extend(headers.clone());
+            Ok(request)
+        };
+        // A kept-alive connection to an address the guard admitted just now, first. If it breaks
+        // before an answer (the receiver closed it as we wrote), a fresh connection sends again:
+        // deliveries are at-least-once and carry their `webhook-id`, so a rare repeat is the contract.
+        let pooled = destination.addrs.iter().find_map(|addr| self.pool.take(*addr, &host).map(|c| (*addr, c)));
+        if let Some((addr, mut conn)) = pooled
+            && conn.ready().await.is_ok()
+            && let Ok(answer) = self.round_trip(conn, request()?, addr, &host, authority).await
+        {
+            return answer;
         }
-        h.extend(headers);
-        let response = request_sender.send_request(request).await.map_err(http_error)?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER).collect().await;
-        connection.abort();
-        let authority = authority.to_owned();
-        if status.is_redirection() {
-            return Err(SendError::Redirect { authority, status: status.as_u16() });
-        }
-        if !status.is_success() {
-            return Err(SendError::Status { authority, status: status.as_u16() });
-        }
-        Ok(Answer { status: status.as_u16(), body: body.map(|b| b.to_bytes()).unwrap_or_default() })
+        let (addr, stream) = self.connect(destination, authority).await?;
+        let http_error = |e: hyper::Error| SendError::Http { authority: authority.to_owned(), reason: e.to_string() };
+        let (conn, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_error)?;
+        // The driver ends by itself once the last handle to the connection is dropped.
+        tokio::spawn(driver);
+        self.round_trip(conn, request()?, addr, &host, authority).await.map_err(http_error)?
     }
 
-    async fn connect(&self, destination: &Destination, authority: &str) -> Result<TcpStream, SendError> {
+    /// One request on `conn`; the connection goes back to the pool if the answer was read whole.
+    /// `Err` only when the exchange itself broke (nothing usable came back).
+    async fn round_trip(
+        &self,
+        mut conn: Connection,
+        request: Request<Full<Bytes>>,
+        addr: SocketAddr,
+        host: &str,
+        authority: &str,
+    ) -> Result<Result<Answer, SendError>, hyper::Error> {
+        let response = conn.send_request(request).await?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER).collect().await;
+        if body.is_ok() {
+            self.pool.put(addr, host, conn);
+        }
+        let authority = authority.to_owned();
+        Ok(if status.is_redirection() {
+            Err(SendError::Redirect { authority, status: status.as_u16() })
+        } else if !status.is_success() {
+            Err(SendError::Status { authority, status: status.as_u16() })
+        } else {
+            Ok(Answer { status: status.as_u16(), body: body.map(|b| b.to_bytes()).unwrap_or_default() })
+        })
+    }
+
+    async fn connect(&self, destination: &Destination, authority: &str) -> Result<(SocketAddr, TcpStream), SendError> {
         let mut last = String::from("no address");
         for addr in &destination.addrs {
             match tokio::time::timeout(self.config.connect_timeout, self.dial.dial(*addr)).await {
-                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Ok(stream)) => return Ok((*addr, stream)),
                 Ok(Err(e)) => last = format!("{addr}: {e}"),
                 Err(_) => last = format!("{addr}: no connection within {:?}", self.config.connect_timeout),
             }

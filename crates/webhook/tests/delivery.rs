@@ -16,8 +16,8 @@ use taskwire_engine::{
 };
 use taskwire_webhook::guard::{BoxFuture, Resolve};
 use taskwire_webhook::{
-    Dial, Dispatcher, DispatcherConfig, Guard, GuardConfig, Refusal, Secret, SendError, Sender, SenderConfig, Signer,
-    TcpDial,
+    Dial, Dispatcher, DispatcherConfig, Guard, GuardConfig, PoolConfig, Refusal, Secret, SendError, Sender,
+    SenderConfig, Signer, TcpDial,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -263,4 +263,86 @@ async fn a_refused_destination_is_a_dead_letter_at_once() {
     assert_eq!(d.attempts, 1);
     assert!(d.last_error.as_deref().is_some_and(|e| e.contains("10.0.0.1 is a private address")), "{d:?}");
     stop.cancel();
+}
+
+/// `n` signed posts, one after another; each must be answered 2xx.
+async fn post_n(sender: &Sender, url: &str, n: usize) {
+    let signer = Signer::new(vec![Secret::parse(OLD_SECRET).expect("secret")]);
+    for i in 0..n {
+        let body = Bytes::from(format!("{{\"n\":{i}}}"));
+        let headers = taskwire_webhook::signing::standard_headers(&format!("msg_{i}"), &body, signer.as_ref());
+        if let Err(e) = sender.post(url, None, headers, body).await {
+            panic!("post {i} to {url} failed: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_posts_reuse_one_kept_alive_connection() {
+    let receiver = Receiver::start(OLD_SECRET, 0).await;
+    let dialer = Arc::new(LoopbackOnly::default());
+    let guard = Guard::new(GuardConfig::default().allow_loopback());
+    let sender = Sender::with_dialer(guard.clone(), SenderConfig::default(), dialer.clone());
+    post_n(&sender, &receiver.url, 20).await;
+    assert_eq!(dialer.dials.load(Ordering::Relaxed), 1, "20 posts in a row should share one connection");
+
+    let no_reuse =
+        SenderConfig { pool: PoolConfig { per_destination: 0, ..PoolConfig::default() }, ..SenderConfig::default() };
+    let dialer = Arc::new(LoopbackOnly::default());
+    post_n(&Sender::with_dialer(guard, no_reuse, dialer.clone()), &receiver.url, 5).await;
+    assert_eq!(dialer.dials.load(Ordering::Relaxed), 5, "with reuse off, every post dials");
+}
+
+/// A receiver that answers one request per connection and then closes it without saying so
+/// (no `Connection: close`), as a receiver whose keep-alive lapsed does. Counts connections.
+async fn one_shot_receiver() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read the head and the body (these posts are a few bytes, sent with Content-Length).
+                while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_the_receiver_closed_is_replaced_and_nothing_is_lost() {
+    let (url, accepted) = one_shot_receiver().await;
+    let dialer = Arc::new(LoopbackOnly::default());
+    let sender = Sender::with_dialer(
+        Guard::new(GuardConfig::default().allow_loopback()),
+        SenderConfig::default(),
+        dialer.clone(),
+    );
+    // Back to back, so some posts find the pooled connection before its close is noticed.
+    post_n(&sender, &url, 10).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 10, "each post needed a connection of its own");
+    assert!(dialer.dials.load(Ordering::Relaxed) >= 10);
 }
