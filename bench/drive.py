@@ -30,6 +30,8 @@ PY = f"{HERE}/peers/py/.venv/bin/python"
 TS = f"{HERE}/peers/ts/server.mjs"
 FAST = f"{HERE}/peers/py/fast.py"
 LUA = f"{HERE}/load/call.lua"
+AM_PY = f"{HERE}/peers/asyncmcp/.venv/bin/python"
+AM_SERVER = f"{HERE}/peers/asyncmcp/server.py"
 
 # name, port, kind (stateless | session | modern), command
 HTTP_SERVERS = [
@@ -307,6 +309,106 @@ def task_report(lines, verdict):
                      f"{verdict(d_rps >= 30000 and d_p99 <= 2)} |")
 
 
+HOOK_SECRET = "whsec_dGFza3dpcmUtYmVuY2gtc2VjcmV0LTAxMjM0NTY3ODk="
+HOOK_FLAGS = ["--webhook-allow", "127.0.0.0/8", "--webhook-secret", HOOK_SECRET]
+HOOK_SERVERS = [  # completion webhooks: name, port, command
+    ("taskwire-memory", 8180, [OURS, "--http", "127.0.0.1:8180", "--stateless"] + HOOK_FLAGS),
+    ("taskwire-sqlite", 8181, [OURS, "--http", "127.0.0.1:8181", "--stateless", "--store", "sqlite:{db}"] + HOOK_FLAGS),
+]
+HOOK_TRANSPORTS = [  # MCP over webhooks (asyncmcp's wire): name, port, command
+    ("taskwire", 8182, [OURS, "--http", "127.0.0.1:8182", "--webhook-transport", "--webhook-secret", HOOK_SECRET]),
+    ("asyncmcp", 8183, [AM_PY, AM_SERVER, "8183"]),
+]
+HOOK_TASKS = 5000  # completion webhooks per repetition, server and load
+HOOK_PACE = 2000  # creations/s for the latency figures, well below saturation
+HOOK_LOADS = ((1, 1), (50, 1), (50, 10))  # transport: (in flight, sessions), asyncmcp's published shapes
+
+
+def wait_port(port, proc, name):
+    for _ in range(600):
+        if subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "1", f"http://127.0.0.1:{port}/"]).returncode == 0:
+            return
+        if proc.poll() is not None:
+            sys.exit(f"bench: {name} exited with {proc.returncode} before listening on :{port}")
+        time.sleep(0.05)
+    sys.exit(f"bench: {name} is not listening on :{port} after 30 s")
+
+
+def hookbench(*args):
+    out = subprocess.run(["taskset", "-c", "1", f"{PEERS}/hookbench", *map(str, args)], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        sys.exit(f"bench: hookbench {' '.join(map(str, args))} failed:\n{out.stderr}")
+    return {k: float(v) for k, v in (kv.split("=") for kv in out.stdout.split())}
+
+
+def run_webhooks(reps, seconds):
+    """Completion webhooks (event on a task's completion, signed, from the durable outbox) and MCP
+    over webhooks against asyncmcp 0.2.1, the system that defined that wire. The receiver and the
+    load are one process (hookbench) on the load CPU; servers on the server CPU."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="taskwire-bench-")
+    procs = {}
+    for name, port, cmd in HOOK_SERVERS + HOOK_TRANSPORTS:
+        cmd = [c.replace("{db}", f"{tmp}/hooks.db") for c in cmd]
+        procs[name] = (subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+    for name, (p, port) in procs.items():
+        wait_port(port, p, name)
+    for rep in range(reps):
+        for name, port, _ in HOOK_SERVERS:
+            emit(kind="webhook_burst", server=name, rep=rep, **hookbench("completion", port, HOOK_TASKS, 16))
+            emit(kind="webhook_paced", server=name, rep=rep, **hookbench("completion", port, HOOK_TASKS, 4, HOOK_PACE))
+        for inflight, sessions in HOOK_LOADS:
+            for name, port, _ in HOOK_TRANSPORTS:
+                emit(kind="webhook_transport", server=name, rep=rep, inflight=inflight, sessions=sessions,
+                     **hookbench("transport", port, seconds, inflight, sessions))
+    for p, _ in procs.values():
+        p.terminate()
+        p.wait()
+    subprocess.run(["rm", "-rf", tmp])
+
+
+def webhook_report(lines, verdict):
+    burst, paced = by("webhook_burst"), by("webhook_paced")
+    if burst:
+        lines += ["", "## Webhooks (issue 7)", "",
+                  f"Completion webhooks: {HOOK_TASKS:,} zero-work tasks per repetition and load (2026-07-28 tasks "
+                  "extension), each subscribing `_meta[\"dev.taskwire/webhook\"]`; every event signed (Standard Webhooks) "
+                  "and delivered from the durable outbox to a loopback receiver on the load CPU. *Burst*: 16 connections "
+                  "create as fast as they can; *deliveries/s* is events received over the time from the first creation "
+                  "to the last receipt, so it equals *creations/s* when delivery keeps pace. *Paced*: "
+                  f"{HOOK_PACE:,} creations/s, below saturation, for latency. *Completion → receipt* is receipt time "
+                  "minus the event's `lastUpdatedAt` (millisecond resolution, so it reads up to 1 ms high); *answer → "
+                  "receipt* runs from the creation's HTTP answer (microseconds; the task runs in between).", "",
+                  "| store | burst: creations/s | burst: deliveries/s | paced: completion → receipt p50 / p99 ms | "
+                  "paced: answer → receipt p50 / p99 ms | received / sent | duplicates |", "|---|---|---|---|---|---|---|"]
+        for s, v in burst.items():
+            p = paced.get(s, [])
+            lines.append(f"| {s.removeprefix('taskwire-')} | {med([x['create_per_s'] for x in v]):,.0f} | "
+                         f"{med([x['deliver_per_s'] for x in v]):,.0f} | {med([x['lat_p50_ms'] for x in p]):.2f} / "
+                         f"{med([x['lat_p99_ms'] for x in p]):.2f} | {med([x['answer_p50_ms'] for x in p]):.2f} / "
+                         f"{med([x['answer_p99_ms'] for x in p]):.2f} | {sum(x['received'] for x in v + p):,.0f} / "
+                         f"{sum(x['n'] for x in v + p):,.0f} | {sum(x['duplicates'] for x in v + p):,.0f} |")
+    wire = [r for r in rows if r["kind"] == "webhook_transport"]
+    if wire:
+        lines += ["", "MCP over webhooks (asyncmcp 0.2.1's wire): `tools/call echo` POSTed to `/mcp/request`, each "
+                  "answer POSTed back to the session's webhook; a worker sends its next call once the answer to its "
+                  "last has arrived. Latency is from the POST to the answer's arrival at the webhook. asyncmcp posts every "
+                  "session's webhooks through one serial sender, so its rate stays flat with more in flight or more "
+                  "sessions (`../shared/docs/seed-systems.md` §4 measured it at 66–110 calls/s with a Python load "
+                  "generator sharing its CPUs); taskwire posts each session's messages in order on that session's own "
+                  "link, so sessions add up.", "",
+                  "| in flight / sessions | server | calls/s | × asyncmcp | p50 ms | p99 ms | lost |", "|---|---|---|---|---|---|---|"]
+        for inflight, sessions in HOOK_LOADS:
+            shape = [r for r in wire if r["inflight"] == inflight and r["sessions"] == sessions]
+            rps = {s: med([r["rps"] for r in shape if r["server"] == s]) for s in dict.fromkeys(r["server"] for r in shape)}
+            for s in rps:
+                mine = [r for r in shape if r["server"] == s]
+                times = rps[s] / rps["asyncmcp"] if rps.get("asyncmcp") else float("nan")
+                lines.append(f"| {inflight} / {sessions} | {s} | {rps[s]:,.0f} | {times:,.0f}× | "
+                             f"{med([r['p50_ms'] for r in mine]):.2f} | {med([r['p99_ms'] for r in mine]):.2f} | "
+                             f"{sum(r['lost'] for r in mine):.0f} |")
+
+
 SECONDS = [5]
 
 
@@ -434,6 +536,7 @@ def report(args):
                  "`crates/fixtures/tests/nagle.rs` (fails at 44 ms median without TCP_NODELAY) | **met** (tested in CI) |")
     task_report(lines, verdict)
     proxy_report(lines, verdict)
+    webhook_report(lines, verdict)
     lines += ["", "Where a target is not met, see *What is not met and why* below (kept by hand in "
               "`bench/NOTES.md`, appended verbatim)."]
     notes = f"{HERE}/NOTES.md"
@@ -451,7 +554,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated server names (bare servers always run)")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: http,stdio,ready,tasks,proxy")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: http,stdio,ready,tasks,proxy,webhooks")
     ap.add_argument("--task-rounds", type=int, default=6, help="creation rounds while retained tasks grow")
     ap.add_argument("--report-from", default="",
                     help="rewrite BENCHMARKS.md from results/*.jsonl files (comma-separated, merged), measuring nothing")
@@ -497,6 +600,8 @@ def main():
         run_tasks(args.reps, args.seconds, args.task_rounds)
     if "proxy" not in skip:
         run_proxy(args.reps, args.seconds)
+    if "webhooks" not in skip:
+        run_webhooks(args.reps, args.seconds)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     with open(f"{HERE}/results/{stamp}.jsonl", "w") as f:
         for r in rows:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the side-by-side benchmarks: installs and builds everything, runs the matrix,
-# and rewrites BENCHMARKS.md.   usage: bench/run.sh [--reps N] [--seconds S] [--only a,b] [--skip http,stdio,ready,tasks,proxy]
+# and rewrites BENCHMARKS.md.   usage: bench/run.sh [--reps N] [--seconds S] [--only a,b] [--skip http,stdio,ready,tasks,proxy,webhooks]
 # Takes about 20 minutes with the defaults (3 repetitions of 5 s). Loopback only. Run it on a
 # quiet machine: anything else running shows up in every figure.
 set -euo pipefail
@@ -24,6 +24,9 @@ say "installing the TypeScript SDK peer"
 say "installing the FastMCP peer"
 [ -x "$here/peers/py/.venv/bin/python" ] || python3 -m venv "$here/peers/py/.venv"
 "$here/peers/py/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/peers/py/requirements.txt"
+say "installing the asyncmcp peer (its own venv: asyncmcp 0.2.1 needs mcp<2)"
+[ -x "$here/peers/asyncmcp/.venv/bin/python" ] || python3 -m venv "$here/peers/asyncmcp/.venv"
+"$here/peers/asyncmcp/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/peers/asyncmcp/requirements.txt"
 
 say "running (load average now: $(cut -d' ' -f1 /proc/loadavg))"
 python3 "$here/drive.py" "$@"

@@ -41,7 +41,11 @@ fn main() -> anyhow::Result<()> {
     }
     let port: u16 = args.get(2).and_then(|p| p.parse().ok()).unwrap_or(8000);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let app = if mode == "raw" { Router::new().route("/mcp", post(raw)) } else { Router::new().route("/mcp", post(jsonrpc)) };
+        let app = if mode == "raw" {
+            Router::new().route("/mcp", post(raw))
+        } else {
+            Router::new().route("/mcp", post(jsonrpc))
+        };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let listener = axum::serve::ListenerExt::tap_io(listener, |t: &mut tokio::net::TcpStream| {
             let _ = t.set_nodelay(true);

@@ -10,13 +10,19 @@ fn main() {
     let a: Vec<String> = std::env::args().collect();
     let port: u16 = a[1].parse().expect("PORT");
     let sep = a.iter().position(|x| x == "--").expect("-- command");
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ready-probe"}}}"#;
+    let body =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ready-probe"}}}"#;
     let req = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let t0 = Instant::now();
-    let mut child = Command::new(&a[sep + 1]).args(&a[sep + 2..]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = Command::new(&a[sep + 1])
+        .args(&a[sep + 2..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     loop {
         assert!(t0.elapsed() < Duration::from_secs(60), "the server did not answer within 60 s");
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {

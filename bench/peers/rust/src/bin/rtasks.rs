@@ -17,13 +17,21 @@ struct Zero {
 }
 
 impl ServerHandler for Zero {
-    async fn call_tool(&self, _r: CallToolRequestParams, _c: RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
+    async fn call_tool(
+        &self,
+        _r: CallToolRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
         let task = self.tasks.spawn(TaskOptions::new().with_poll_interval_ms(1), |_ctx| {
             Box::pin(async { Ok(CallToolResult::success(vec![ContentBlock::text("done")])) })
         });
         Ok(CallToolResponse::Task(CreateTaskResult::new(task)))
     }
-    async fn list_tools(&self, _r: Option<PaginatedRequestParams>, _c: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {
+    async fn list_tools(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
         Ok(ListToolsResult::default())
     }
     async fn get_task(&self, r: GetTaskParams, _c: RequestContext<RoleServer>) -> Result<GetTaskResult, McpError> {

@@ -32,7 +32,11 @@ fn main() {
     }
     writeln!(stdin, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#).unwrap();
     let text = "x".repeat(64);
-    let req = |id: usize| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#);
+    let req = |id: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+        )
+    };
     for i in 1..=200 {
         writeln!(stdin, "{}", req(i)).unwrap();
         stdin.flush().unwrap();
