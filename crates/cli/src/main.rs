@@ -150,6 +150,26 @@ struct ServeFlags {
     /// Offer task_status, task_result, task_cancel and task_list tools to clients without tasks.
     #[arg(long)]
     job_tools: bool,
+    /// Let completion webhooks go to this non-public network (e.g. 10.1.0.0/16, or 127.0.0.0/8
+    /// for a receiver on this machine); repeatable. Loopback, private, link-local and
+    /// cloud-metadata destinations are refused otherwise.
+    #[arg(long, value_name = "CIDR")]
+    webhook_allow: Vec<ipnet::IpNet>,
+    /// Sign completion webhooks with these Standard Webhooks secrets (whsec_…), comma-separated,
+    /// newest first (several during a key rotation). Best given in the environment, which `ps`
+    /// does not show.
+    #[arg(
+        long,
+        value_name = "SECRETS",
+        env = "TASKWIRE_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    webhook_secret: Vec<String>,
+    /// Attempts per webhook delivery before it is dead (the delay between them doubles from up
+    /// to 1 s to at most 10 min).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    webhook_attempts: u32,
 }
 
 /// How the client commands reach a server.
@@ -275,6 +295,7 @@ fn main() -> ExitCode {
                     job_tools: serving.job_tools,
                     max_running,
                     timeout,
+                    callback_guard: None,
                 };
                 serving::proxy(target, options, serving).await
             }

@@ -7,6 +7,7 @@ use taskwire_engine::{Engine, EngineConfig};
 use taskwire_server::Server;
 use taskwire_transport::http::HttpConfig;
 use taskwire_transport::stdio::StdioConfig;
+use taskwire_webhook::{WebhookSettings, Webhooks};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Failure, ServeFlags};
@@ -26,10 +27,20 @@ pub async fn serve(config_path: PathBuf, flags: ServeFlags) -> Result<(), Failur
     if config.server.job_tools || flags.job_tools {
         builder = builder.job_control_tools();
     }
-    for tool in taskwire_command::tools(&config) {
-        builder = builder.tool(tool);
+    let webhooks = webhooks(&flags)?;
+    builder = builder.callback_guard(Arc::new(webhooks.sender.clone()));
+    for spec in &config.tools {
+        // A tool's own webhook is the operator's: refused, it is a configuration error now,
+        // not a dead letter per task later.
+        if let Some(callback) = &spec.webhook
+            && let Err(e) = webhooks.sender.check(&callback.url, None).await
+        {
+            return Err(Failure::Usage(format!("{}: tool {:?}: webhook: {e}", config_path.display(), spec.name)));
+        }
+        builder = builder.tool(taskwire_command::tool(spec.clone()));
     }
     let server = builder.build();
+    webhooks.start(engine.clone(), CancellationToken::new());
     engine.start_sweeper();
     run(server, &flags, &format!("serving {} tools from {}", config.tools.len(), config_path.display())).await
 }
@@ -37,13 +48,28 @@ pub async fn serve(config_path: PathBuf, flags: ServeFlags) -> Result<(), Failur
 /// `taskwire proxy … -- COMMAND` or `--upstream URL`.
 pub async fn proxy(
     target: taskwire_proxy::Target,
-    options: taskwire_proxy::ProxyOptions,
+    mut options: taskwire_proxy::ProxyOptions,
     flags: ServeFlags,
 ) -> Result<(), Failure> {
     let engine = engine(&flags)?;
+    let webhooks = webhooks(&flags)?;
+    options.callback_guard = Some(Arc::new(webhooks.sender.clone()));
     let server = taskwire_proxy::build(target, options, engine.clone()).await.map_err(Failure::Connection)?;
+    webhooks.start(engine.clone(), CancellationToken::new());
     engine.start_sweeper();
     run(server, &flags, "proxying").await
+}
+
+/// Completion webhooks: callers subscribe per call under `_meta["dev.taskwire/webhook"]` (and
+/// `serve`'s tools may carry one); the outbox is drained for as long as the server runs.
+fn webhooks(flags: &ServeFlags) -> Result<Webhooks, Failure> {
+    let settings = WebhookSettings {
+        secrets: flags.webhook_secret.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        allow: flags.webhook_allow.clone(),
+        attempts: flags.webhook_attempts,
+        ..WebhookSettings::default()
+    };
+    Webhooks::new(&settings).map_err(|e| Failure::Usage(format!("--webhook-secret (or TASKWIRE_WEBHOOK_SECRET): {e}")))
 }
 
 fn engine(flags: &ServeFlags) -> Result<Engine, Failure> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use taskwire_engine::{Rate, RetryPolicy, ToolLimits};
+use taskwire_engine::{Callback, Rate, RetryPolicy, ToolLimits};
 use taskwire_server::TaskSupport;
 use toml::Spanned;
 
@@ -78,6 +78,9 @@ pub struct CommandSpec {
     pub retryable: bool,
     /// Whether calls run as tasks.
     pub task: TaskSupport,
+    /// Where every task of this tool reports its end (or every status change); a caller's own
+    /// `_meta` subscription wins.
+    pub webhook: Option<Callback>,
 }
 
 /// The environment variables passed through when a tool names none.
@@ -131,6 +134,15 @@ struct ToolSection {
     retry: Option<RetrySection>,
     retryable: Option<bool>,
     task: Option<Spanned<String>>,
+    webhook: Option<Spanned<WebhookSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSection {
+    url: String,
+    #[serde(default)]
+    events: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +311,24 @@ pub fn parse(text: &str, name: &str, base_dir: &Path) -> Result<Config, ConfigEr
                 return Err(at(span, format!("task is {other:?}: use \"optional\", \"required\" or \"forbidden\"")));
             }
         };
+        let webhook = match &t.webhook {
+            Some(w) => {
+                let (section, span) = (w.get_ref(), w.span());
+                let url = section.url.to_ascii_lowercase();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(at(span, format!("webhook.url {:?} is not an http:// or https:// URL", section.url)));
+                }
+                let every_status = match section.events.as_deref() {
+                    None | Some("terminal") => false,
+                    Some("all") => true,
+                    Some(other) => {
+                        return Err(at(span, format!("webhook.events is {other:?}: use \"terminal\" or \"all\"")));
+                    }
+                };
+                Some(Callback { url: section.url.clone(), every_status })
+            }
+            None => None,
+        };
         let mut env_pass = Vec::new();
         match &t.env {
             Some(list) => {
@@ -330,6 +360,7 @@ pub fn parse(text: &str, name: &str, base_dir: &Path) -> Result<Config, ConfigEr
             retry_exit_codes,
             retryable: t.retryable.unwrap_or(false),
             task,
+            webhook,
         }));
     }
     if tools.is_empty() {
@@ -427,6 +458,21 @@ mod tests {
         assert_eq!(t.task, TaskSupport::Optional);
         assert_eq!(t.tail_bytes, DEFAULT_TAIL_BYTES);
         assert!(t.env_pass.iter().any(|v| v == "PATH"));
+    }
+
+    #[test]
+    fn a_tool_webhook_is_checked_where_it_is_written() {
+        let tool = "[[tool]]\nname = \"t\"\ndescription = \"d\"\ncommand = [\"x\"]\n";
+        let c = check(&format!("{tool}webhook = {{ url = \"https://h.example/x\", events = \"all\" }}\n")).unwrap();
+        let callback = c.tools[0].webhook.as_ref().expect("a webhook");
+        assert_eq!((callback.url.as_str(), callback.every_status), ("https://h.example/x", true));
+        let c = check(&format!("{tool}webhook = {{ url = \"http://h.example/x\" }}\n")).unwrap();
+        assert!(!c.tools[0].webhook.as_ref().expect("a webhook").every_status, "terminal events by default");
+        let e = check(&format!("{tool}webhook = {{ url = \"ftp://h/x\" }}\n")).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("not an http:// or https:// URL"), "{e}");
+        let e = check(&format!("{tool}webhook = {{ url = \"http://h/x\", events = \"some\" }}\n")).unwrap_err();
+        assert!(e.message.contains("use \"terminal\" or \"all\""), "{e}");
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! retry = { attempts = 3, on_exit = [75], backoff = "1s", max_backoff = "30s" }
 //! retryable = true                  # re-run after a crash (implied by retry)
 //! task = "optional"                 # optional (default) | required | forbidden
+//! webhook = { url = "https://hooks.example.com/ci", events = "terminal" }  # or "all"; signed
 //! [tool.input_schema]               # default: every placeholder a required string
 //! type = "object"
 //! properties = { project = { type = "string" }, filter = { type = "string" } }
@@ -79,6 +80,9 @@ pub fn tool(spec: Arc<CommandSpec>) -> Tool {
     }
     if let Some(d) = spec.inline_deadline {
         tool = tool.inline_deadline(d);
+    }
+    if let Some(callback) = &spec.webhook {
+        tool = tool.webhook(&callback.url, callback.every_status);
     }
     tool.handler(move |ctx, args| {
         let spec = spec.clone();

@@ -37,6 +37,7 @@ use std::time::Duration;
 use serde_json::Value;
 use taskwire_client::{HttpOptions, StdioCommand};
 use taskwire_engine::{Engine, RetryPolicy};
+use taskwire_server::webhooks::CallbackGuard;
 use taskwire_server::{Server, TaskSupport, Tool};
 
 pub use upstream::Upstream;
@@ -78,7 +79,7 @@ impl TaskTools {
 }
 
 /// How the proxy serves.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ProxyOptions {
     /// Which tools become task-capable.
     pub task_tools: TaskTools,
@@ -91,6 +92,9 @@ pub struct ProxyOptions {
     pub max_running: Option<usize>,
     /// Stop a task tool's call after this long.
     pub timeout: Option<Duration>,
+    /// Checks callers' completion-webhook subscriptions (`_meta["dev.taskwire/webhook"]`);
+    /// without one they are refused.
+    pub callback_guard: Option<Arc<dyn CallbackGuard>>,
 }
 
 /// Connects to the upstream, lists its tools and builds the server that fronts it. The engine's
@@ -124,6 +128,9 @@ pub async fn build(target: Target, options: ProxyOptions, engine: Engine) -> Res
     }
     if let Some(n) = options.max_running {
         builder = builder.max_running(n);
+    }
+    if let Some(guard) = &options.callback_guard {
+        builder = builder.callback_guard(guard.clone());
     }
     for definition in listed {
         let Some(tool) = Tool::from_definition(definition) else { continue };

@@ -6,6 +6,7 @@
 //!   destinations unless allowlisted; optional per-owner host lists.
 //! * [`send`]: one guarded POST that dials only admitted addresses (reusing kept-alive
 //!   connections to them) and follows no redirects.
+//! * [`setup`]: all of the above for a whole server from a few settings.
 //! * [`dispatch`]: the dispatcher that drains the engine's durable outbox with retries,
 //!   backoff, per-destination limits and a dead-letter state.
 //!
@@ -31,10 +32,12 @@ pub mod dispatch;
 pub mod guard;
 mod pool;
 pub mod send;
+pub mod setup;
 pub mod signing;
 
 pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use guard::{Guard, GuardConfig, Refusal};
 pub use pool::PoolConfig;
 pub use send::{Answer, Dial, SendError, Sender, SenderConfig, TcpDial};
+pub use setup::{WebhookSettings, Webhooks};
 pub use signing::{Secret, Signer};

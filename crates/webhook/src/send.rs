@@ -160,6 +160,16 @@ impl Sender {
         &self.guard
     }
 
+    /// Whether `url` could be sent to for `owner` (`None`: a destination the operator
+    /// configured): the guard admits it and this build speaks its scheme. Dials nothing.
+    pub async fn check(&self, url: &str, owner: Option<&Owner>) -> Result<(), SendError> {
+        let destination = self.guard.admit(url, owner).await?;
+        if destination.url.scheme() != "http" {
+            return Err(SendError::TlsUnsupported);
+        }
+        Ok(())
+    }
+
     /// POSTs `body` (JSON) with `headers` to `url`, after the guard admitted it for `owner`
     /// (`None`: a destination the operator configured). A 2xx is an [`Answer`]; anything else
     /// an error.
@@ -278,12 +288,6 @@ impl taskwire_server::CallbackGuard for Sender {
         owner: &'a Owner,
         url: &'a str,
     ) -> taskwire_server::webhooks::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let destination = self.guard.admit(url, Some(owner)).await.map_err(|e| e.to_string())?;
-            if destination.url.scheme() != "http" {
-                return Err(SendError::TlsUnsupported.to_string());
-            }
-            Ok(())
-        })
+        Box::pin(async move { self.check(url, Some(owner)).await.map_err(|e| e.to_string()) })
     }
 }
