@@ -15,6 +15,9 @@
 //! | unknown or missing `X-Session-ID` | 400 `{"error":"No active session found"}` | — |
 //! | `DELETE` with `X-Session-ID` | 200 `{"status":"terminated"}` / 404 | — |
 //!
+//! Sessions are capped; at the cap, sessions idle for 30 minutes (no message from their client)
+//! make room for new ones.
+//!
 //! Stricter than asyncmcp, and its client never notices: the server mints session ids (a
 //! client-chosen `X-Session-ID` on `initialize` is ignored), a session answers only to the
 //! `X-Client-ID` that opened it, messages are never routed by client id alone, every webhook
@@ -24,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -52,8 +55,12 @@ pub struct WebhookTransportConfig {
     pub signer: Option<Signer>,
     /// The largest request body, in bytes (default 4 MiB); larger gets 413.
     pub max_body_bytes: usize,
-    /// The most sessions at once (default 10,000); a new `initialize` beyond it gets 503.
+    /// The most sessions at once (default 10,000). At the limit, a new `initialize` first
+    /// evicts sessions idle longer than `session_idle_timeout`, and gets 503 only if none is.
     pub max_sessions: usize,
+    /// How long a session may go without a message from its client before it may be evicted
+    /// (default 30 minutes, as for Streamable HTTP sessions).
+    pub session_idle_timeout: Duration,
 }
 
 impl WebhookTransportConfig {
@@ -65,6 +72,7 @@ impl WebhookTransportConfig {
             signer: None,
             max_body_bytes: 4 * 1024 * 1024,
             max_sessions: 10_000,
+            session_idle_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -78,6 +86,17 @@ struct WebhookSession {
     client_id: String,
     mcp: Arc<Session>,
     link: mpsc::Sender<Outgoing>,
+    /// When its client last sent a message.
+    last_used: Mutex<Instant>,
+}
+
+impl WebhookSession {
+    /// Ends the session: what it runs is cancelled, and nothing more goes to its webhook once
+    /// the requests still answering have answered.
+    fn end(&self) {
+        self.mcp.cancel_all();
+        self.mcp.set_standalone(None);
+    }
 }
 
 struct Shared {
@@ -131,6 +150,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     let Some(session) = session.filter(|s| s.client_id == client_id) else {
         return answer(StatusCode::BAD_REQUEST, json!({"error": "No active session found"}));
     };
+    *lock(&session.last_used) = Instant::now();
     let initialized = matches!(&message, Message::Notification(n) if n.method == "notifications/initialized");
     dispatch(&shared, &session, message);
     let status = if initialized { "initialized" } else { "received" };
@@ -144,7 +164,7 @@ async fn initialize(shared: &Arc<Shared>, client_id: &str, params: Value, messag
     if let Err(refusal) = shared.config.sender.guard().admit(url, None).await {
         return answer(StatusCode::BAD_REQUEST, json!({"error": refusal.to_string()}));
     }
-    if lock(&shared.sessions).len() >= shared.config.max_sessions {
+    if !shared.room_for_a_session() {
         return answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "too many open sessions; retry later"}));
     }
     let session_id = uuid::Uuid::new_v4().simple().to_string();
@@ -156,7 +176,8 @@ async fn initialize(shared: &Arc<Shared>, client_id: &str, params: Value, messag
     );
     let mcp = Arc::new(Session::new(Some(format!("webhook-{session_id}"))));
     mcp.set_standalone(Some(link.clone()));
-    let session = Arc::new(WebhookSession { client_id: client_id.to_owned(), mcp, link });
+    let session =
+        Arc::new(WebhookSession { client_id: client_id.to_owned(), mcp, link, last_used: Mutex::new(Instant::now()) });
     lock(&shared.sessions).insert(session_id.clone(), session.clone());
     dispatch(shared, &session, message);
     let mut response = answer(StatusCode::OK, json!({"status": "session_created", "session_id": session_id.as_str()}));
@@ -164,6 +185,25 @@ async fn initialize(shared: &Arc<Shared>, client_id: &str, params: Value, messag
         response.headers_mut().insert(SESSION_ID, value);
     }
     response
+}
+
+impl Shared {
+    /// Whether another session fits, after evicting idle ones if the table is full.
+    fn room_for_a_session(&self) -> bool {
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() < self.config.max_sessions {
+            return true;
+        }
+        let timeout = self.config.session_idle_timeout;
+        sessions.retain(|_, s| {
+            let idle = lock(&s.last_used).elapsed() >= timeout;
+            if idle {
+                s.end();
+            }
+            !idle
+        });
+        sessions.len() < self.config.max_sessions
+    }
 }
 
 /// Hands a message to the server; requests run in the background and answer by webhook.
@@ -224,8 +264,7 @@ async fn terminate(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     let removed = header_str(&headers, &SESSION_ID).and_then(|id| lock(&shared.sessions).remove(id));
     match removed {
         Some(session) => {
-            session.mcp.cancel_all();
-            session.mcp.set_standalone(None);
+            session.end();
             answer(StatusCode::OK, json!({"status": "terminated"}))
         }
         None => answer(StatusCode::NOT_FOUND, json!({"error": "No active session found"})),
