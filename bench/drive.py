@@ -259,10 +259,7 @@ def run_tasks(reps, seconds, rounds):
         cmd = [c.replace("{db}", f"{tmp}/tasks.db") for c in cmd]
         procs[name] = (start_server(cmd), port)
     for name, (p, port) in procs.items():
-        for _ in range(600):
-            if subprocess.run(["curl", "-s", "-o", "/dev/null", "-m", "1", f"http://127.0.0.1:{port}/mcp"]).returncode == 0:
-                break
-            time.sleep(0.05)
+        wait_port(port, p, name)
     for rep in range(reps):
         for name, (p, port) in procs.items():
             out = subprocess.run(["taskset", "-c", "1", f"{PEERS}/taskbench", str(port), "2000"], capture_output=True, text=True, timeout=600).stdout

@@ -24,7 +24,7 @@ use tokio::net::unix::pipe;
 
 /// Standard input: a reactor-driven pipe if it is one, else tokio's blocking-pool reader.
 pub(crate) fn stdin() -> Box<dyn AsyncRead + Send + Unpin> {
-    match dup(io::stdin().as_fd()).and_then(pipe::Receiver::from_owned_fd) {
+    match io::stdin().as_fd().try_clone_to_owned().and_then(pipe::Receiver::from_owned_fd) {
         Ok(pipe) => Box::new(Restoring(Some(pipe))),
         Err(_) => Box::new(tokio::io::stdin()),
     }
@@ -34,18 +34,17 @@ pub(crate) fn stdin() -> Box<dyn AsyncRead + Send + Unpin> {
 /// tokio's blocking-pool writer.
 pub(crate) fn stdout() -> Box<dyn AsyncWrite + Send + Unpin> {
     let shared_with_stderr = same_file(io::stdout().as_fd(), io::stderr().as_fd()).unwrap_or(true);
-    match dup(io::stdout().as_fd()).and_then(pipe::Sender::from_owned_fd) {
+    match io::stdout().as_fd().try_clone_to_owned().and_then(pipe::Sender::from_owned_fd) {
         Ok(pipe) if !shared_with_stderr => Box::new(Restoring(Some(pipe))),
         _ => Box::new(tokio::io::stdout()),
     }
 }
 
-fn dup(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    fd.try_clone_to_owned()
-}
-
 fn same_file(a: std::os::fd::BorrowedFd<'_>, b: std::os::fd::BorrowedFd<'_>) -> io::Result<bool> {
-    let (a, b) = (std::fs::File::from(dup(a)?).metadata()?, std::fs::File::from(dup(b)?).metadata()?);
+    let (a, b) = (
+        std::fs::File::from(a.try_clone_to_owned()?).metadata()?,
+        std::fs::File::from(b.try_clone_to_owned()?).metadata()?,
+    );
     Ok((a.dev(), a.ino()) == (b.dev(), b.ino()))
 }
 

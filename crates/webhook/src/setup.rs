@@ -71,12 +71,6 @@ pub struct Webhooks {
 impl Webhooks {
     /// Checks the settings (each secret must be a `whsec_` secret) and builds the sender.
     pub fn new(settings: &WebhookSettings) -> Result<Self, String> {
-        Self::with_guard(settings, GuardConfig { allow: settings.allow.clone(), ..GuardConfig::default() })
-    }
-
-    /// As [`Webhooks::new`], with a guard configured beyond the allowed networks (per-owner
-    /// host lists, loopback for local use).
-    pub fn with_guard(settings: &WebhookSettings, guard: GuardConfig) -> Result<Self, String> {
         let secrets = settings
             .secrets
             .iter()
@@ -94,6 +88,7 @@ impl Webhooks {
             lease: settings.lease,
             ..DispatcherConfig::default()
         };
+        let guard = GuardConfig { allow: settings.allow.clone(), ..GuardConfig::default() };
         Ok(Self {
             sender: Sender::new(Guard::new(guard), SenderConfig::default()),
             signer: Signer::new(secrets),
