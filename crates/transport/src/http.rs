@@ -24,11 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::any;
-use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt as _;
 use taskwire_protocol::jsonrpc::{self, Message};
@@ -37,6 +36,9 @@ use taskwire_server::session::SINK_CAPACITY;
 use taskwire_server::{Outgoing, Prepared, Reply, RequestEnv, Server, Session};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod sse;
+use sse::{CallStream, EventStream, sse_response};
 
 /// Whether handshake-era clients get sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,113 +171,6 @@ impl HttpSession {
 
     fn stream(&self, id: u64) -> Option<Arc<EventStream>> {
         lock(&self.streams).streams.get(&id).cloned()
-    }
-}
-
-/// One frame of an SSE body.
-enum Frame {
-    Event { id: Option<String>, data: Bytes },
-    Retry(u64),
-}
-
-impl Frame {
-    fn encode(&self) -> Bytes {
-        match self {
-            Frame::Event { id, data } => {
-                let mut out = Vec::with_capacity(data.len() + 32);
-                if let Some(id) = id {
-                    out.extend_from_slice(b"id: ");
-                    out.extend_from_slice(id.as_bytes());
-                    out.push(b'\n');
-                }
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(data);
-                out.extend_from_slice(b"\n\n");
-                Bytes::from(out)
-            }
-            Frame::Retry(ms) => Bytes::from(format!("retry: {ms}\n\n")),
-        }
-    }
-}
-
-/// A resumable SSE stream: a bounded buffer of its events and the connection currently
-/// reading it, if any. Every push and every (re)attachment happens under one lock, so a resumed
-/// connection sees each event exactly once, in order.
-struct EventStream {
-    id: u64,
-    state: Mutex<StreamState>,
-}
-
-struct StreamState {
-    events: VecDeque<(u64, Bytes)>,
-    next_seq: u64,
-    capacity: usize,
-    live: Option<mpsc::Sender<Frame>>,
-    finished: bool,
-}
-
-impl EventStream {
-    fn new(id: u64, capacity: usize) -> Self {
-        Self {
-            id,
-            state: Mutex::new(StreamState {
-                events: VecDeque::new(),
-                next_seq: 0,
-                capacity,
-                live: None,
-                finished: false,
-            }),
-        }
-    }
-
-    fn event_id(&self, seq: u64) -> String {
-        format!("{}-{}", self.id, seq)
-    }
-
-    /// Stores an event and forwards it to the live connection, if one reads.
-    fn push(&self, data: Bytes) {
-        let mut st = lock(&self.state);
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        if st.events.len() == st.capacity {
-            st.events.pop_front();
-        }
-        st.events.push_back((seq, data.clone()));
-        if let Some(live) = &st.live
-            && live.try_send(Frame::Event { id: Some(self.event_id(seq)), data }).is_err()
-        {
-            // Gone or too slow: the client resumes from its Last-Event-ID.
-            st.live = None;
-        }
-    }
-
-    fn finish(&self) {
-        let mut st = lock(&self.state);
-        st.finished = true;
-        st.live = None;
-    }
-
-    /// Ends the live connection after a `retry` hint; the stream itself goes on.
-    fn close_live(&self, retry_ms: u64) {
-        let mut st = lock(&self.state);
-        if let Some(live) = st.live.take() {
-            let _ = live.try_send(Frame::Retry(retry_ms));
-        }
-    }
-
-    /// Attaches a connection, first replaying every stored event after `after`.
-    fn attach(&self, after: Option<u64>, capacity: usize) -> mpsc::Receiver<Frame> {
-        let mut st = lock(&self.state);
-        let replay: Vec<(u64, Bytes)> =
-            st.events.iter().filter(|(seq, _)| after.is_none_or(|a| *seq > a)).cloned().collect();
-        let (tx, rx) = mpsc::channel(capacity.max(replay.len() + SINK_CAPACITY));
-        for (seq, data) in replay {
-            let _ = tx.try_send(Frame::Event { id: Some(self.event_id(seq)), data });
-        }
-        if !st.finished {
-            st.live = Some(tx);
-        }
-        rx
     }
 }
 
@@ -740,219 +635,69 @@ async fn respond(
     session: Option<Arc<HttpSession>>,
 ) -> Response {
     let era = prepared.era();
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
+    let (tx, mut outgoing) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
     env.sink = Some(tx);
-    let cancel = env.cancel.clone();
+    let config = &shared.config;
     // Per-request era: a client that goes away cancels its request (closing the stream IS the
     // cancellation); this guard fires when the connection drops this future.
-    let guard = (era == Era::PerRequest).then(|| cancel.clone().drop_guard());
+    let guard = (era == Era::PerRequest).then(|| env.cancel.clone().drop_guard());
     let server = shared.server.clone();
+    let mut work: sse::Work = Box::pin(async move { server.run(prepared, env).await });
     // 2025-11-25 sessions always answer on a resumable stream that opens with a priming event
     // (SEP-1699): a client can resume any request, not only those that happened to notify.
     // Webhook-hybrid sessions are asyncmcp's clients, whose SSE reader fails on a priming
     // event's empty data; their slow results come by webhook, so they answer in plain JSON.
-    let resumable = session.as_ref().is_some_and(|s| {
-        s.mcp.negotiated().is_some_and(|v| v >= ProtocolVersion::V2025_11_25) && lock(&s.webhook).is_none()
-    });
-    if resumable {
-        let handle = tokio::spawn(async move { server.run(prepared, env).await });
-        return upgrade(shared, era, None, rx, handle, cancel, guard, session);
+    if let Some(session) = session
+        .filter(|s| s.mcp.negotiated().is_some_and(|v| v >= ProtocolVersion::V2025_11_25) && lock(&s.webhook).is_none())
+    {
+        // A closed connection does not cancel the work: the client may resume.
+        drop(guard);
+        let store = session.new_stream(config.streams_per_session, config.events_per_stream);
+        let body =
+            CallStream::resumable(store, work, outgoing, config.retry_ms, config.keep_alive, shared.shutdown.clone());
+        return sse_response(body.into_body());
     }
-    let mut work = Box::pin(async move { server.run(prepared, env).await });
-    let first = tokio::select! {
-        biased;
-        msg = rx.recv() => msg,
-        reply = &mut work => match rx.try_recv() {
-            Ok(msg) => {
-                // It sent something and finished at once: stream both.
-                let handle = tokio::spawn(async move { reply });
-                return upgrade(shared, era, Some(msg), rx, handle, cancel, guard, session);
+    // JSON unless the handler sends a message before its result (a request to close the SSE
+    // stream means nothing here: there is none).
+    let first = loop {
+        tokio::select! {
+            biased;
+            message = outgoing.recv() => match message {
+                Some(Outgoing::Message(message)) => break Some(message),
+                Some(Outgoing::CloseStream { .. }) => continue,
+                None => break None,
+            },
+            reply = &mut work => {
+                let sent = std::iter::from_fn(|| outgoing.try_recv().ok()).find_map(|m| match m {
+                    Outgoing::Message(message) => Some(message),
+                    Outgoing::CloseStream { .. } => None,
+                });
+                match sent {
+                    // It sent something and finished at once: stream both.
+                    Some(message) => {
+                        work = Box::pin(std::future::ready(reply));
+                        break Some(message);
+                    }
+                    None => return reply_response(&reply, false),
+                }
             }
-            Err(_) => return reply_response(&reply, false),
-        },
+        }
     };
-    let Some(first) = first else {
-        let reply = work.await;
-        return reply_response(&reply, false);
-    };
-    let handle = tokio::spawn(work);
-    upgrade(shared, era, Some(first), rx, handle, cancel, guard, session)
-}
-
-fn sse_response(body: Body) -> Response {
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
-}
-
-/// An SSE body from a frame receiver, with keep-alive comments, ending when the receiver closes
-/// or on shutdown.
-fn sse_body(
-    mut rx: mpsc::Receiver<Frame>,
-    keep_alive: Duration,
-    shutdown: CancellationToken,
-    on_drop: Option<tokio_util::sync::DropGuard>,
-) -> Body {
-    let stream = async_stream(move |yield_tx| async move {
-        let _on_drop = on_drop;
-        // Not `interval(..)` + a first `tick()`: tokio rounds even an immediate deadline up to its
-        // 1 ms timer tick, which would delay every SSE response by up to a millisecond.
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
-        loop {
-            tokio::select! {
-                frame = rx.recv() => match frame {
-                    // The stream ends when its producer lets go (a response delivered, or an
-                    // SSE-polling close after a retry hint), never on a frame by itself.
-                    Some(f) => {
-                        if yield_tx.send(f.encode()).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                _ = ticker.tick() => {
-                    if yield_tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
-                        break;
-                    }
-                }
-                _ = shutdown.cancelled() => break,
-            }
+    match first {
+        Some(first) => {
+            let cancel_on_disconnect = guard.map(tokio_util::sync::DropGuard::disarm);
+            let body = CallStream::live(
+                first,
+                work,
+                outgoing,
+                cancel_on_disconnect,
+                config.keep_alive,
+                shared.shutdown.clone(),
+            );
+            sse_response(body.into_body())
         }
-    });
-    Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>))
-}
-
-/// A stream fed by a producer future through a small channel; the producer stops when the
-/// stream is dropped (its sends fail).
-fn async_stream<F, Fut>(producer: F) -> impl futures_util::Stream<Item = Bytes> + Send + 'static
-where
-    F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(producer(tx));
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn upgrade(
-    shared: &Arc<Shared>,
-    era: Era,
-    first: Option<Outgoing>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    work: tokio::task::JoinHandle<Reply>,
-    cancel: CancellationToken,
-    guard: Option<tokio_util::sync::DropGuard>,
-    session: Option<Arc<HttpSession>>,
-) -> Response {
-    let config = &shared.config;
-    let resumable = session.is_some()
-        && session.as_ref().and_then(|s| s.mcp.negotiated()).is_some_and(|v| v >= ProtocolVersion::V2025_11_25);
-    match (session, resumable) {
-        (Some(session), true) => {
-            // Handshake session: every event goes through the resumable stream; a closed
-            // connection does not cancel the work (the client may resume).
-            drop(guard);
-            let stream = session.new_stream(config.streams_per_session, config.events_per_stream);
-            stream.push(Bytes::new()); // priming event: an id the client can resume from
-            let frames = stream.attach(None, SINK_CAPACITY);
-            {
-                // The priming event carries the retry hint too.
-                let st = lock(&stream.state);
-                if let Some(live) = &st.live {
-                    let _ = live.try_send(Frame::Retry(config.retry_ms));
-                }
-            }
-            let pump_stream = stream.clone();
-            tokio::spawn(async move {
-                let mut pending = first;
-                let mut work = work;
-                loop {
-                    if let Some(out) = pending.take() {
-                        match out {
-                            Outgoing::Message(b) => pump_stream.push(b),
-                            Outgoing::CloseStream { retry_ms } => pump_stream.close_live(retry_ms),
-                        }
-                    }
-                    tokio::select! {
-                        biased;
-                        msg = rx.recv() => match msg {
-                            Some(m) => pending = Some(m),
-                            None => {
-                                if let Ok(reply) = (&mut work).await
-                                    && let Some(bytes) = reply.to_bytes() {
-                                    pump_stream.push(Bytes::from(bytes));
-                                }
-                                break;
-                            }
-                        },
-                        reply = &mut work => {
-                            while let Ok(m) = rx.try_recv() {
-                                if let Outgoing::Message(b) = m { pump_stream.push(b); }
-                            }
-                            if let Ok(reply) = reply && let Some(bytes) = reply.to_bytes() {
-                                pump_stream.push(Bytes::from(bytes));
-                            }
-                            break;
-                        }
-                    }
-                }
-                pump_stream.finish();
-            });
-            sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
-        }
-        _ => {
-            // Not resumable: stream straight to this connection. In the per-request era a
-            // closed connection cancels the request.
-            let (ftx, frx) = mpsc::channel::<Frame>(SINK_CAPACITY);
-            tokio::spawn(async move {
-                let mut work = work;
-                let mut pending = first;
-                loop {
-                    if let Some(Outgoing::Message(b)) = pending.take()
-                        && ftx.send(Frame::Event { id: None, data: b }).await.is_err()
-                    {
-                        if era == Era::PerRequest {
-                            cancel.cancel();
-                        }
-                        break;
-                    }
-                    tokio::select! {
-                        biased;
-                        msg = rx.recv() => match msg {
-                            Some(m) => pending = Some(m),
-                            None => {
-                                if let Ok(reply) = (&mut work).await && let Some(bytes) = reply.to_bytes() {
-                                    let _ = ftx.send(Frame::Event { id: None, data: Bytes::from(bytes) }).await;
-                                }
-                                break;
-                            }
-                        },
-                        reply = &mut work => {
-                            while let Ok(m) = rx.try_recv() {
-                                if let Outgoing::Message(b) = m {
-                                    let _ = ftx.send(Frame::Event { id: None, data: b }).await;
-                                }
-                            }
-                            if let Ok(reply) = reply && let Some(bytes) = reply.to_bytes() {
-                                let _ = ftx.send(Frame::Event { id: None, data: Bytes::from(bytes) }).await;
-                            }
-                            break;
-                        }
-                        _ = ftx.closed() => {
-                            if era == Era::PerRequest {
-                                cancel.cancel();
-                            }
-                            break;
-                        }
-                    }
-                }
-            });
-            sse_response(sse_body(frx, config.keep_alive, shared.shutdown.clone(), guard))
-        }
+        // Every sender is gone without a message: the answer is plain JSON.
+        None => reply_response(&work.await, false),
     }
 }
 
@@ -988,10 +733,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: Option<&str>) -> Res
     let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(parse_event_id);
     if let Some((stream_id, seq)) = last_event {
         return match session.stream(stream_id) {
-            Some(stream) => {
-                let frames = stream.attach(Some(seq), SINK_CAPACITY);
-                sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
-            }
+            Some(stream) => stream.follow(Some(seq), config.keep_alive, shared.shutdown.clone()),
             // Nothing to resume: an empty stream that ends, so EventSource clients stop retrying.
             None => sse_response(Body::empty()),
         };
@@ -1005,7 +747,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: Option<&str>) -> Res
             .or_insert_with(|| Arc::new(EventStream::new(STANDALONE, config.events_per_stream)))
             .clone()
     };
-    let frames = stream.attach(Some(u64::MAX), SINK_CAPACITY);
+    let response = stream.follow(Some(u64::MAX), config.keep_alive, shared.shutdown.clone());
     let (tx, mut rx) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
     session.mcp.set_standalone(Some(tx));
     tokio::spawn(async move {
@@ -1015,7 +757,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: Option<&str>) -> Res
             }
         }
     });
-    sse_response(sse_body(frames, config.keep_alive, shared.shutdown.clone(), None))
+    response
 }
 
 fn delete(shared: &Shared, headers: &HeaderMap, principal: Option<&str>) -> Response {
@@ -1089,20 +831,8 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_stream_replays_only_what_followed_the_last_event() {
-        let s = EventStream::new(3, 8);
-        s.push(Bytes::from_static(b"a"));
-        s.push(Bytes::from_static(b"b"));
-        s.push(Bytes::from_static(b"c"));
-        let mut rx = s.attach(Some(0), 8);
-        let mut got = Vec::new();
-        while let Ok(Frame::Event { id, data }) = rx.try_recv() {
-            got.push((id.unwrap(), data));
-        }
-        assert_eq!(
-            got,
-            vec![("3-1".to_string(), Bytes::from_static(b"b")), ("3-2".to_string(), Bytes::from_static(b"c"))]
-        );
+    fn event_ids_name_the_stream_and_the_sequence() {
         assert_eq!(parse_event_id("3-2"), Some((3, 2)));
+        assert_eq!(parse_event_id("3"), None);
     }
 }

@@ -1,0 +1,442 @@
+//! Server-sent event streams: the body of a request answered over SSE, and the resumable
+//! per-session event buffers behind `GET` + `Last-Event-ID`.
+//!
+//! A request's SSE body ([`CallStream`]) drives the request's handler itself. The common call —
+//! a handler that finishes on its first poll — therefore costs no task spawn, no channel hop
+//! between tasks, and goes out in one write together with its priming event. Only when the
+//! client goes away before the handler has finished is the rest of the work moved to a task of
+//! its own, which keeps storing events so that the client can resume (handshake sessions) or
+//! cancels the work (2026-07-28, where closing the stream is the cancellation).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use futures_util::StreamExt as _;
+use http::{HeaderValue, header};
+use taskwire_server::{Outgoing, Reply};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::lock;
+use taskwire_server::session::SINK_CAPACITY;
+
+/// One frame of an SSE body.
+enum Frame {
+    Event { id: Option<(u64, u64)>, data: Bytes },
+    Retry(u64),
+}
+
+impl Frame {
+    fn encode(&self) -> Bytes {
+        match self {
+            Frame::Event { id, data } => {
+                let mut out = Vec::with_capacity(data.len() + 32);
+                write_event(&mut out, *id, data);
+                Bytes::from(out)
+            }
+            Frame::Retry(ms) => Bytes::from(format!("retry: {ms}\n\n")),
+        }
+    }
+}
+
+/// A resumable SSE stream: a bounded buffer of its events and the connection currently
+/// reading it, if any. Every push and every (re)attachment happens under one lock, so a resumed
+/// connection sees each event exactly once, in order.
+pub(super) struct EventStream {
+    pub(super) id: u64,
+    state: Mutex<StreamState>,
+}
+
+struct StreamState {
+    events: VecDeque<(u64, Bytes)>,
+    next_seq: u64,
+    capacity: usize,
+    live: Option<mpsc::Sender<Frame>>,
+    finished: bool,
+}
+
+impl EventStream {
+    pub(super) fn new(id: u64, capacity: usize) -> Self {
+        Self {
+            id,
+            state: Mutex::new(StreamState {
+                events: VecDeque::new(),
+                next_seq: 0,
+                capacity,
+                live: None,
+                finished: false,
+            }),
+        }
+    }
+
+    /// Stores an event and forwards it to the live connection, if one reads; returns its
+    /// sequence number.
+    pub(super) fn push(&self, data: Bytes) -> u64 {
+        let mut st = lock(&self.state);
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        if st.events.len() == st.capacity {
+            st.events.pop_front();
+        }
+        st.events.push_back((seq, data.clone()));
+        if let Some(live) = &st.live
+            && live.try_send(Frame::Event { id: Some((self.id, seq)), data }).is_err()
+        {
+            // Gone or too slow: the client resumes from its Last-Event-ID.
+            st.live = None;
+        }
+        seq
+    }
+
+    fn finish(&self) {
+        let mut st = lock(&self.state);
+        st.finished = true;
+        st.live = None;
+    }
+
+    /// Ends the live connection after a `retry` hint; the stream itself goes on.
+    fn close_live(&self, retry_ms: u64) {
+        let mut st = lock(&self.state);
+        if let Some(live) = st.live.take() {
+            let _ = live.try_send(Frame::Retry(retry_ms));
+        }
+    }
+
+    /// An SSE response that replays every stored event after `after`, then follows the stream
+    /// live until it finishes (or the server shuts down).
+    pub(super) fn follow(&self, after: Option<u64>, keep_alive: Duration, shutdown: CancellationToken) -> Response {
+        sse_response(sse_body(self.attach(after, SINK_CAPACITY), keep_alive, shutdown))
+    }
+
+    /// Attaches a connection, first replaying every stored event after `after`.
+    fn attach(&self, after: Option<u64>, capacity: usize) -> mpsc::Receiver<Frame> {
+        let mut st = lock(&self.state);
+        let replay: Vec<(u64, Bytes)> =
+            st.events.iter().filter(|(seq, _)| after.is_none_or(|a| *seq > a)).cloned().collect();
+        let (tx, rx) = mpsc::channel(capacity.max(replay.len() + SINK_CAPACITY));
+        for (seq, data) in replay {
+            let _ = tx.try_send(Frame::Event { id: Some((self.id, seq)), data });
+        }
+        if !st.finished {
+            st.live = Some(tx);
+        }
+        rx
+    }
+}
+
+pub(super) fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// An SSE body from a frame receiver, with keep-alive comments, ending when the receiver closes
+/// or on shutdown.
+fn sse_body(mut rx: mpsc::Receiver<Frame>, keep_alive: Duration, shutdown: CancellationToken) -> Body {
+    let stream = async_stream(move |yield_tx| async move {
+        // Not `interval(..)` + a first `tick()`: tokio rounds even an immediate deadline up to its
+        // 1 ms timer tick, which would delay every SSE response by up to a millisecond.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+        loop {
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    // The stream ends when its producer lets go (a response delivered, or an
+                    // SSE-polling close after a retry hint), never on a frame by itself.
+                    Some(f) => {
+                        if yield_tx.send(f.encode()).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    if yield_tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+    Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>))
+}
+
+/// A stream fed by a producer future through a small channel; the producer stops when the
+/// stream is dropped (its sends fail).
+fn async_stream<F, Fut>(producer: F) -> impl futures_util::Stream<Item = Bytes> + Send + 'static
+where
+    F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(producer(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+}
+
+/// The handler of one request, run by the body that answers it.
+pub(super) type Work = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// Appends `data` as an event to `out`, first storing it under its id if the stream is resumable.
+fn emit(store: Option<&EventStream>, out: &mut Vec<u8>, data: Bytes) {
+    match store {
+        Some(store) => {
+            let seq = store.push(data.clone());
+            write_event(out, Some((store.id, seq)), &data);
+        }
+        None => write_event(out, None, &data),
+    }
+}
+
+/// Appends one SSE event (`id:` line if any, `data:` line, blank line) to `out`.
+fn write_event(out: &mut Vec<u8>, id: Option<(u64, u64)>, data: &[u8]) {
+    use std::io::Write as _;
+    if let Some((stream, seq)) = id {
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(out, "id: {stream}-{seq}");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// The SSE body of one request: it polls the request's handler and its outgoing messages
+/// itself and yields everything that is ready as one chunk (so one write).
+///
+/// Dropped before the handler finished (the client went away, the server shuts down, or the
+/// handler asked to close the stream for SSE polling), it hands the rest of the work to a task:
+/// on a resumable stream that task keeps storing events for `GET` + `Last-Event-ID`; otherwise
+/// it lets the work run out, after cancelling it if `cancel_on_disconnect` says closing the
+/// stream is the cancellation.
+pub(super) struct CallStream {
+    work: Option<Work>,
+    outgoing: Option<mpsc::Receiver<Outgoing>>,
+    /// Resumable streams store every event under an id.
+    store: Option<Arc<EventStream>>,
+    /// Bytes to send before anything else (the priming event, or a message already received).
+    head: Vec<u8>,
+    cancel_on_disconnect: Option<CancellationToken>,
+    keep_alive: Duration,
+    /// Armed only once the body has to wait: a call answered at once never touches the timer.
+    ticker: Option<Pin<Box<tokio::time::Sleep>>>,
+    shutdown: CancellationToken,
+    shutdown_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    ended: bool,
+}
+
+impl CallStream {
+    /// A resumable stream (2025-11-25 sessions): it opens with a priming event, an id the
+    /// client can resume from even before anything else was sent, and the retry hint.
+    pub(super) fn resumable(
+        store: Arc<EventStream>,
+        work: Work,
+        outgoing: mpsc::Receiver<Outgoing>,
+        retry_ms: u64,
+        keep_alive: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut head = Vec::with_capacity(256);
+        let seq = store.push(Bytes::new());
+        write_event(&mut head, Some((store.id, seq)), b"");
+        head.extend_from_slice(format!("retry: {retry_ms}\n\n").as_bytes());
+        Self::new(Some(store), head, work, outgoing, None, keep_alive, shutdown)
+    }
+
+    /// A stream to this connection only, opening with `first`, a message the handler sent
+    /// before its result.
+    pub(super) fn live(
+        first: Bytes,
+        work: Work,
+        outgoing: mpsc::Receiver<Outgoing>,
+        cancel_on_disconnect: Option<CancellationToken>,
+        keep_alive: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut head = Vec::with_capacity(first.len() + 256);
+        write_event(&mut head, None, &first);
+        Self::new(None, head, work, outgoing, cancel_on_disconnect, keep_alive, shutdown)
+    }
+
+    fn new(
+        store: Option<Arc<EventStream>>,
+        head: Vec<u8>,
+        work: Work,
+        outgoing: mpsc::Receiver<Outgoing>,
+        cancel_on_disconnect: Option<CancellationToken>,
+        keep_alive: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            work: Some(work),
+            outgoing: Some(outgoing),
+            store,
+            head,
+            cancel_on_disconnect,
+            keep_alive,
+            ticker: None,
+            shutdown,
+            shutdown_wait: None,
+            ended: false,
+        }
+    }
+
+    pub(super) fn into_body(self) -> Body {
+        Body::from_stream(self.map(Ok::<_, std::convert::Infallible>))
+    }
+
+    /// Takes every message already queued; `true` if one of them closes the stream.
+    fn drain_outgoing(&mut self, out: &mut Vec<u8>, cx: &mut Context<'_>) -> bool {
+        while let Some(outgoing) = &mut self.outgoing {
+            match outgoing.poll_recv(cx) {
+                Poll::Ready(Some(Outgoing::Message(data))) => emit(self.store.as_deref(), out, data),
+                // SSE polling: end this connection after the retry hint; the work goes on.
+                Poll::Ready(Some(Outgoing::CloseStream { retry_ms })) if self.store.is_some() => {
+                    out.extend_from_slice(format!("retry: {retry_ms}\n\n").as_bytes());
+                    return true;
+                }
+                Poll::Ready(Some(Outgoing::CloseStream { .. })) => {}
+                Poll::Ready(None) => self.outgoing = None,
+                Poll::Pending => break,
+            }
+        }
+        false
+    }
+
+    /// Waits for the keep-alive interval or the server's shutdown; `Some(true)` ends the body.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let shutdown = self.shutdown_wait.get_or_insert_with(|| Box::pin(self.shutdown.clone().cancelled_owned()));
+        if shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        let keep_alive = self.keep_alive;
+        let ticker = self.ticker.get_or_insert_with(|| Box::pin(tokio::time::sleep(keep_alive)));
+        if ticker.as_mut().poll(cx).is_ready() {
+            ticker.as_mut().reset(tokio::time::Instant::now() + keep_alive);
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    }
+}
+
+impl futures_util::Stream for CallStream {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut out = std::mem::take(&mut this.head);
+        this.ended = this.drain_outgoing(&mut out, cx);
+        if !this.ended
+            && let Some(work) = &mut this.work
+            && let Poll::Ready(reply) = work.as_mut().poll(cx)
+        {
+            this.work = None;
+            // What the handler sent before its result goes first.
+            if let Some(outgoing) = &mut this.outgoing {
+                while let Ok(message) = outgoing.try_recv() {
+                    if let Outgoing::Message(data) = message {
+                        emit(this.store.as_deref(), &mut out, data);
+                    }
+                }
+            }
+            if let Some(bytes) = reply.to_bytes() {
+                emit(this.store.as_deref(), &mut out, Bytes::from(bytes));
+            }
+            if let Some(store) = &this.store {
+                store.finish();
+            }
+            this.ended = true;
+        }
+        if !out.is_empty() {
+            return Poll::Ready(Some(Bytes::from(out)));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.poll_idle(cx) {
+            Poll::Ready(true) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(false) => Poll::Ready(Some(Bytes::from_static(b": keep-alive\n\n"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        let Some(work) = self.work.take() else { return };
+        if let Some(cancel) = &self.cancel_on_disconnect {
+            cancel.cancel();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (outgoing, store) = (self.outgoing.take(), self.store.take());
+        runtime.spawn(finish_detached(work, outgoing, store));
+    }
+}
+
+/// The rest of a request whose connection has gone: on a resumable stream every event (and
+/// the result) is stored for a client that resumes; otherwise the messages have nowhere to go
+/// and the work just runs out.
+async fn finish_detached(mut work: Work, outgoing: Option<mpsc::Receiver<Outgoing>>, store: Option<Arc<EventStream>>) {
+    let (Some(store), Some(mut outgoing)) = (store.clone(), outgoing) else {
+        let reply = work.await;
+        if let (Some(store), Some(bytes)) = (store, reply.to_bytes()) {
+            store.push(Bytes::from(bytes));
+            store.finish();
+        }
+        return;
+    };
+    let reply = loop {
+        tokio::select! {
+            biased;
+            message = outgoing.recv() => match message {
+                Some(Outgoing::Message(data)) => { store.push(data); }
+                Some(Outgoing::CloseStream { retry_ms }) => store.close_live(retry_ms),
+                None => break work.await,
+            },
+            reply = &mut work => {
+                while let Ok(message) = outgoing.try_recv() {
+                    if let Outgoing::Message(data) = message {
+                        store.push(data);
+                    }
+                }
+                break reply;
+            }
+        }
+    };
+    if let Some(bytes) = reply.to_bytes() {
+        store.push(Bytes::from(bytes));
+    }
+    store.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_stream_replays_only_what_followed_the_last_event() {
+        let s = EventStream::new(3, 8);
+        s.push(Bytes::from_static(b"a"));
+        s.push(Bytes::from_static(b"b"));
+        s.push(Bytes::from_static(b"c"));
+        let mut rx = s.attach(Some(0), 8);
+        let mut got = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            got.push(frame.encode());
+        }
+        assert_eq!(got, vec![Bytes::from_static(b"id: 3-1\ndata: b\n\n"), Bytes::from_static(b"id: 3-2\ndata: c\n\n")]);
+    }
+}
