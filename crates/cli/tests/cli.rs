@@ -134,7 +134,7 @@ fn tasks_commands_over_http_with_json_output() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_owned();
-    assert_eq!(id.len(), 32, "a task id: {id:?}");
+    assert_eq!(id.len(), 44, "a task id: {id:?}");
     let out = Command::new(BIN).args(["tasks", "result", &id, "--server", &server.url]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("counted to 3"), "{}", stdout(&out));

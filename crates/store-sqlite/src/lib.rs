@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use taskwire_engine::outbox::{Delivery, DeliveryState, Settlement};
@@ -263,11 +263,24 @@ impl SqliteStore {
             configure(&c, config.synchronous).map_err(backend)?;
             readers.push(Mutex::new(c));
         }
+        // The writer never checkpoints inline (copying the WAL into the database and syncing
+        // it would stall every commit waiting behind it): a thread of its own does.
+        writer_conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(backend)?;
+        writer_conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB).map_err(backend)?;
+        let checkpoint_conn = open()?;
+        configure(&checkpoint_conn, config.synchronous).map_err(backend)?;
+        let (committed, commits) = std::sync::mpsc::sync_channel::<()>(1);
+        let oversized = Arc::new(AtomicBool::new(false));
+        let checkpointer = Checkpointer { committed, oversized: oversized.clone() };
+        std::thread::Builder::new()
+            .name("taskwire-sqlite-checkpointer".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, commits, oversized))
+            .map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Job>(config.queue.max(1));
         let max_batch = config.max_batch.max(1);
         std::thread::Builder::new()
             .name("taskwire-sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, max_batch))
+            .spawn(move || writer_loop(writer_conn, rx, max_batch, checkpointer))
             .map_err(backend)?;
         Ok(Self { writer: tx, readers: Arc::new(readers), next_reader: AtomicUsize::new(0), path })
     }
@@ -345,7 +358,24 @@ fn migrate(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// The writer's page cache, in KiB (SQLite's `cache_size` takes a negative number for KiB):
+/// the random task-id index outgrows the default 2 MiB at some 50k tasks, after which inserts
+/// read index pages back from the OS. Allocated only as pages are used.
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+
+/// Frames the WAL may hold before the writer checkpoints it itself, blocking: background
+/// checkpoints can trail a writer that never pauses, and the WAL would grow without end.
+const WAL_FRAMES_LIMIT: i64 = 64 * 1024;
+
+/// The writer's side of the checkpointer thread.
+struct Checkpointer {
+    /// One pending signal at most: "the WAL has grown".
+    committed: std::sync::mpsc::SyncSender<()>,
+    /// Set by the checkpointer when the WAL is past [`WAL_FRAMES_LIMIT`].
+    oversized: Arc<AtomicBool>,
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, checkpointer: Checkpointer) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -369,6 +399,27 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usi
         for deliver in deliveries {
             deliver(commit_error.clone());
         }
+        let _ = checkpointer.committed.try_send(());
+        if checkpointer.oversized.swap(false, Ordering::Relaxed)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        {
+            tracing::warn!("the SQLite writer could not checkpoint its oversized WAL: {e}");
+        }
+    }
+}
+
+/// Copies committed WAL frames into the database while the writer goes on (a `PASSIVE`
+/// checkpoint never blocks it), at most every few milliseconds so that one pass carries many
+/// commits. Ends when the writer does.
+fn checkpoint_loop(conn: Connection, commits: std::sync::mpsc::Receiver<()>, oversized: Arc<AtomicBool>) {
+    while commits.recv().is_ok() {
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
+            Ok(wal_frames) => oversized.store(wal_frames > WAL_FRAMES_LIMIT, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!("SQLite checkpoint failed (the writer goes on; the WAL grows until one works): {e}")
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

@@ -56,6 +56,39 @@ async fn concurrent_creates_are_group_committed_and_all_durable() {
     }
 }
 
+/// The writer never checkpoints inline; the checkpointer thread must copy commits into the
+/// database file while the store is open (else the WAL would grow for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_reach_the_database_file_while_the_store_is_open() {
+    let path = temp_db("checkpoint");
+    let store = std::sync::Arc::new(SqliteStore::open(&path, SqliteConfig::default()).unwrap());
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    let owner = Owner::anonymous("c");
+    let long_tool_name = "t".repeat(500);
+    for _ in 0..40 {
+        let creates: Vec<_> = (0..50)
+            .map(|_| {
+                let (engine, owner, tool) = (engine.clone(), owner.clone(), long_tool_name.clone());
+                tokio::spawn(async move { engine.create(&owner, &tool, None).await.unwrap().id().clone() })
+            })
+            .collect();
+        for c in creates {
+            c.await.unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + 1_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "2,000 tasks of 500+ bytes each are committed, but the database file grew only from {before} to {} bytes in 10 s: nothing checkpoints the WAL",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A version-1 file (before idempotency keys and webhooks) is upgraded in place, step by step, and
 /// keeps its records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
