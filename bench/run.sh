@@ -17,6 +17,7 @@ command -v taskset >/dev/null || { echo "bench: taskset is missing (Debian packa
 
 say "building taskwire-fixtures and taskwire (release)"
 (cd "$root" && cargo build --release --locked -p taskwire-fixtures -p taskwire -j2)
+(cd "$root" && cargo build --release --locked -p taskwire-store-sqlite --example durable_creations -j2)
 say "building the Rust peers (rmcp 3.9.0 server, bare axum, probes)"
 (cd "$here/peers/rust" && cargo build --release -j2)
 say "installing the TypeScript SDK peer"
