@@ -40,7 +40,11 @@ impl Frame {
                 write_event(&mut out, *id, data);
                 Bytes::from(out)
             }
-            Frame::Retry(ms) => Bytes::from(format!("retry: {ms}\n\n")),
+            Frame::Retry(ms) => {
+                let mut out = Vec::with_capacity(24);
+                write_retry(&mut out, *ms);
+                Bytes::from(out)
+            }
         }
     }
 }
@@ -196,6 +200,13 @@ fn emit(store: Option<&EventStream>, out: &mut Vec<u8>, data: Bytes) {
     }
 }
 
+/// Appends an SSE `retry` hint (milliseconds before a client reconnects) to `out`.
+fn write_retry(out: &mut Vec<u8>, retry_ms: u64) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "retry: {retry_ms}\n\n");
+}
+
 /// Appends one SSE event (`id:` line if any, `data:` line, blank line) to `out`.
 fn write_event(out: &mut Vec<u8>, id: Option<(u64, u64)>, data: &[u8]) {
     use std::io::Write as _;
@@ -246,7 +257,7 @@ impl CallStream {
         let mut head = Vec::with_capacity(256);
         let seq = store.push(Bytes::new());
         write_event(&mut head, Some((store.id, seq)), b"");
-        head.extend_from_slice(format!("retry: {retry_ms}\n\n").as_bytes());
+        write_retry(&mut head, retry_ms);
         Self::new(Some(store), head, work, outgoing, None, keep_alive, shutdown)
     }
 
@@ -299,7 +310,7 @@ impl CallStream {
                 Poll::Ready(Some(Outgoing::Message(data))) => emit(self.store.as_deref(), out, data),
                 // SSE polling: end this connection after the retry hint; the work goes on.
                 Poll::Ready(Some(Outgoing::CloseStream { retry_ms })) if self.store.is_some() => {
-                    out.extend_from_slice(format!("retry: {retry_ms}\n\n").as_bytes());
+                    write_retry(out, retry_ms);
                     return true;
                 }
                 Poll::Ready(Some(Outgoing::CloseStream { .. })) => {}
@@ -310,7 +321,7 @@ impl CallStream {
         false
     }
 
-    /// Waits for the keep-alive interval or the server's shutdown; `Some(true)` ends the body.
+    /// Waits for the keep-alive interval or the server's shutdown; `Ready(true)` ends the body.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let shutdown = self.shutdown_wait.get_or_insert_with(|| Box::pin(self.shutdown.clone().cancelled_owned()));
         if shutdown.as_mut().poll(cx).is_ready() {
@@ -390,31 +401,32 @@ impl Drop for CallStream {
 /// the result) is stored for a client that resumes; otherwise the messages have nowhere to go
 /// and the work just runs out.
 async fn finish_detached(mut work: Work, outgoing: Option<mpsc::Receiver<Outgoing>>, store: Option<Arc<EventStream>>) {
-    let (Some(store), Some(mut outgoing)) = (store.clone(), outgoing) else {
-        let reply = work.await;
-        if let (Some(store), Some(bytes)) = (store, reply.to_bytes()) {
-            store.push(Bytes::from(bytes));
-            store.finish();
-        }
+    let Some(store) = store else {
+        // Nowhere to send messages: closing the channel makes the handler's sends fail at once.
+        drop(outgoing);
+        work.await;
         return;
     };
-    let reply = loop {
-        tokio::select! {
-            biased;
-            message = outgoing.recv() => match message {
-                Some(Outgoing::Message(data)) => { store.push(data); }
-                Some(Outgoing::CloseStream { retry_ms }) => store.close_live(retry_ms),
-                None => break work.await,
-            },
-            reply = &mut work => {
-                while let Ok(message) = outgoing.try_recv() {
-                    if let Outgoing::Message(data) = message {
-                        store.push(data);
+    let reply = match outgoing {
+        None => work.await,
+        Some(mut outgoing) => loop {
+            tokio::select! {
+                biased;
+                message = outgoing.recv() => match message {
+                    Some(Outgoing::Message(data)) => { store.push(data); }
+                    Some(Outgoing::CloseStream { retry_ms }) => store.close_live(retry_ms),
+                    None => break work.await,
+                },
+                reply = &mut work => {
+                    while let Ok(message) = outgoing.try_recv() {
+                        if let Outgoing::Message(data) = message {
+                            store.push(data);
+                        }
                     }
+                    break reply;
                 }
-                break reply;
             }
-        }
+        },
     };
     if let Some(bytes) = reply.to_bytes() {
         store.push(Bytes::from(bytes));
