@@ -15,7 +15,16 @@ use crate::outbox::{DeliveryState, Settlement};
 use crate::store::{Created, StoreError, TaskStore, Update};
 use crate::task::{Callback, Owner, TaskId, TaskRecord, TaskStatus};
 
-fn record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
+/// A `working` record of tool `tool` with a fresh id, a one-minute TTL, a lease of one second and
+/// small arguments: what the contract checks start from, and what store benchmarks create.
+///
+/// ```
+/// let owner = taskwire_engine::Owner::anonymous("session-1");
+/// let r = taskwire_engine::contract::sample_record(&owner, 1_000);
+/// assert_eq!(r.status, taskwire_engine::TaskStatus::Working);
+/// assert_eq!(r.created_at_ms, 1_000);
+/// ```
+pub fn sample_record(owner: &Owner, created_at_ms: u64) -> TaskRecord {
     TaskRecord {
         id: TaskId::random(),
         owner: owner.clone(),
@@ -58,7 +67,7 @@ pub async fn run_all(store: &dyn TaskStore) {
 }
 
 fn subscribed(every_status: bool, created_at_ms: u64) -> TaskRecord {
-    let mut r = record(&Owner::anonymous("outbox"), created_at_ms);
+    let mut r = sample_record(&Owner::anonymous("outbox"), created_at_ms);
     r.callback = Some(Callback { url: "http://127.0.0.1:9/hook".into(), every_status });
     r
 }
@@ -102,7 +111,7 @@ pub async fn status_changes_enqueue_their_webhook_event(store: &dyn TaskStore) {
         .collect();
     assert_eq!(kinds, [r#""task.input_required""#, r#""task.completed""#]);
 
-    let plain = record(&Owner::anonymous("outbox"), now);
+    let plain = sample_record(&Owner::anonymous("outbox"), now);
     store.create(plain.clone()).await.expect("create");
     store.update(&plain.id, finish("{}"), now + 1).await.expect("update");
     assert!(store.deliveries(&plain.id).await.expect("deliveries").is_empty());
@@ -167,7 +176,7 @@ pub async fn deleting_a_task_drops_its_deliveries(store: &dyn TaskStore) {
 }
 
 fn keyed(owner: &Owner, created_at_ms: u64, tool: &str, key: &str) -> TaskRecord {
-    let mut r = record(owner, created_at_ms);
+    let mut r = sample_record(owner, created_at_ms);
     r.tool = tool.into();
     r.idempotency_key = Some(key.into());
     r
@@ -255,11 +264,11 @@ pub async fn orphans_are_claimed_once(store: &dyn TaskStore) {
     let owner = Owner::anonymous(format!("orphans-{}", TaskId::random().as_str()));
     // Far in the future, so that records of other checks (leases near 1,000–20,000) stay out.
     let base = 1_000_000_000;
-    let mut lapsed = record(&owner, base);
+    let mut lapsed = sample_record(&owner, base);
     lapsed.lease_until_ms = Some(base + 10);
-    let mut renewed = record(&owner, base);
+    let mut renewed = sample_record(&owner, base);
     renewed.lease_until_ms = Some(base + 10);
-    let mut done = record(&owner, base);
+    let mut done = sample_record(&owner, base);
     done.lease_until_ms = Some(base + 10);
     for r in [&lapsed, &renewed, &done] {
         store.create(r.clone()).await.expect("create");
@@ -285,7 +294,7 @@ pub async fn orphans_are_claimed_once(store: &dyn TaskStore) {
 
 /// A created record reads back equal; an unknown id reads as absent.
 pub async fn create_then_get_returns_the_same_record(store: &dyn TaskStore) {
-    let r = record(&Owner::anonymous("s"), 1_000);
+    let r = sample_record(&Owner::anonymous("s"), 1_000);
     store.create(r.clone()).await.expect("create");
     assert_eq!(store.get(&r.id).await.expect("get"), Some(r));
     assert_eq!(store.get(&TaskId::random()).await.expect("get unknown"), None);
@@ -293,7 +302,7 @@ pub async fn create_then_get_returns_the_same_record(store: &dyn TaskStore) {
 
 /// Result JSON comes back exactly as stored (spacing, escapes, number spelling).
 pub async fn results_are_stored_byte_for_byte(store: &dyn TaskStore) {
-    let r = record(&Owner::anonymous("s"), 2_000);
+    let r = sample_record(&Owner::anonymous("s"), 2_000);
     store.create(r.clone()).await.expect("create");
     let raw = r#"{"content":[{"type":"text","text":"caf\u00e9 \ud83d\ude00"}], "n": 1.50e3}"#;
     let update = Update { status: Some(TaskStatus::Completed), result: Some(raw.into()), ..Update::default() };
@@ -303,7 +312,7 @@ pub async fn results_are_stored_byte_for_byte(store: &dyn TaskStore) {
 
 /// Creating an id twice fails.
 pub async fn duplicate_ids_are_refused(store: &dyn TaskStore) {
-    let r = record(&Owner::anonymous("s"), 3_000);
+    let r = sample_record(&Owner::anonymous("s"), 3_000);
     store.create(r.clone()).await.expect("create");
     assert_eq!(store.create(r).await, Err(StoreError::Duplicate));
 }
@@ -311,7 +320,7 @@ pub async fn duplicate_ids_are_refused(store: &dyn TaskStore) {
 /// Once terminal, no update applies.
 pub async fn terminal_records_never_change(store: &dyn TaskStore) {
     for end in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
-        let r = record(&Owner::anonymous("s"), 4_000);
+        let r = sample_record(&Owner::anonymous("s"), 4_000);
         store.create(r.clone()).await.expect("create");
         store.update(&r.id, Update::status(end), 4_001).await.expect("end").expect("exists");
         for next in [TaskStatus::Working, TaskStatus::Completed, TaskStatus::Cancelled] {
@@ -325,7 +334,7 @@ pub async fn terminal_records_never_change(store: &dyn TaskStore) {
 
 /// A status may not "become" itself, and updates of unknown ids report absence.
 pub async fn illegal_transitions_are_refused(store: &dyn TaskStore) {
-    let r = record(&Owner::anonymous("s"), 5_000);
+    let r = sample_record(&Owner::anonymous("s"), 5_000);
     store.create(r.clone()).await.expect("create");
     assert!(store.update(&r.id, Update::status(TaskStatus::Working), 5_001).await.is_err());
     let ir = store.update(&r.id, Update::status(TaskStatus::InputRequired), 5_002).await.expect("ok").expect("exists");
@@ -340,10 +349,10 @@ pub async fn listings_are_scoped_and_paginated(store: &dyn TaskStore) {
     let bob = Owner { principal: Some(format!("bob-{}", TaskId::random().as_str())), scope: "x".into() };
     let mut mine = Vec::new();
     for i in 0..7 {
-        let r = record(&alice, 10_000 + i);
+        let r = sample_record(&alice, 10_000 + i);
         store.create(r.clone()).await.expect("create");
         mine.push(r.id);
-        store.create(record(&bob, 10_000 + i)).await.expect("create");
+        store.create(sample_record(&bob, 10_000 + i)).await.expect("create");
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -363,9 +372,9 @@ pub async fn listings_are_scoped_and_paginated(store: &dyn TaskStore) {
 /// Records past their TTL are reported and can be deleted.
 pub async fn expired_records_are_found_and_deleted(store: &dyn TaskStore) {
     let owner = Owner::anonymous(format!("ttl-{}", TaskId::random().as_str()));
-    let mut old = record(&owner, 1);
+    let mut old = sample_record(&owner, 1);
     old.ttl_ms = Some(10);
-    let mut forever = record(&owner, 1);
+    let mut forever = sample_record(&owner, 1);
     forever.ttl_ms = None;
     store.create(old.clone()).await.expect("create");
     store.create(forever.clone()).await.expect("create");

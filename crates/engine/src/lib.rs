@@ -9,6 +9,7 @@
 pub mod contract;
 mod engine;
 mod limits;
+mod memory;
 pub mod outbox;
 mod scheduler;
 pub mod store;
@@ -16,7 +17,8 @@ mod task;
 
 pub use engine::{Creation, Engine, EngineConfig, EngineError, NewTask, RESTART_ERROR, Resumer, TaskHandle};
 pub use limits::{GlobalLimits, Rate, RetryPolicy, ToolLimits, WhenRateLimited};
+pub use memory::MemoryStore;
 pub use outbox::{Delivery, DeliveryState, Settlement};
 pub use scheduler::{Admission, Permit, QueuePosition, Refusal, Scheduler, Snapshot, ToolState};
-pub use store::{Created, MemoryStore, Page, StoreError, TaskStore, Update};
+pub use store::{Created, Page, StoreError, TaskStore, Update};
 pub use task::{Callback, Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339};

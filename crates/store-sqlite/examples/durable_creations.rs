@@ -14,38 +14,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use taskwire_engine::{Owner, TaskId, TaskRecord, TaskStatus, TaskStore, TaskWire, Update, now_ms};
+use taskwire_engine::contract::sample_record;
+use taskwire_engine::{Owner, TaskStatus, TaskStore, Update, now_ms};
 use taskwire_store_sqlite::{SqliteConfig, SqliteStore};
 
 fn usage() -> ! {
     eprintln!("usage: durable_creations DIR SECONDS IN_FLIGHT [zero-work]");
     std::process::exit(2)
-}
-
-fn record(owner: &Owner) -> TaskRecord {
-    let now = now_ms();
-    TaskRecord {
-        id: TaskId::random(),
-        owner: owner.clone(),
-        tool: "zero".into(),
-        status: TaskStatus::Working,
-        status_message: None,
-        created_at_ms: now,
-        updated_at_ms: now,
-        ttl_ms: Some(3_600_000),
-        poll_interval_ms: 500,
-        result: None,
-        error: None,
-        input_requests: None,
-        attempt: 1,
-        cancel_requested: false,
-        arguments: Some("{}".into()),
-        wire: TaskWire::Extension,
-        lease_holder: Some("bench".into()),
-        lease_until_ms: Some(now + 30_000),
-        idempotency_key: None,
-        callback: None,
-    }
 }
 
 #[tokio::main]
@@ -68,7 +43,7 @@ async fn main() {
             tokio::spawn(async move {
                 let mut waits = Vec::new();
                 while Instant::now() < deadline {
-                    let r = record(&owner);
+                    let r = sample_record(&owner, now_ms());
                     let id = r.id.clone();
                     let start = Instant::now();
                     store.create(r).await.expect("create");
