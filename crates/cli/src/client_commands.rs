@@ -101,12 +101,13 @@ pub async fn tasks(action: TasksAction) -> Result<(), Failure> {
 pub async fn call(tool: &str, args: &[String], as_task: bool, wait: bool, flags: ConnectFlags) -> Result<(), Failure> {
     let arguments = parse_arguments(args)?;
     let client = connect(&flags).await?;
-    let mut params = json!({"name": tool, "arguments": arguments});
+    let mut params = serde_json::Map::new();
+    params.insert("name".into(), json!(tool));
+    params.insert("arguments".into(), json!(arguments));
     if as_task {
-        params["task"] = json!({});
+        params.insert("task".into(), json!({}));
     }
-    let raw = serde_json::value::to_raw_value(&params).map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut call = client.start("tools/call", Some(raw), true).await?;
+    let mut call = client.start("tools/call", params, true).await?;
     let result = loop {
         match call.next().await {
             CallEvent::Done(outcome) => break outcome?,

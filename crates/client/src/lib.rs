@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use taskwire_protocol::jsonrpc::{self, ErrorObject, Id, Message};
 use tokio::sync::{mpsc, oneshot};
 
@@ -278,19 +278,26 @@ impl Client {
     }
 
     /// Sends a request and waits for its answer, dropping anything else that belongs to it.
+    /// `params` must be a JSON object (MCP's params always are) or absent.
     pub async fn request(&self, method: &str, params: Option<&Value>) -> Result<Box<RawValue>, ClientError> {
-        let params =
-            params.map(|p| serde_json::value::to_raw_value(p).map_err(|e| ClientError::Invalid(e.to_string())));
-        self.start(method, params.transpose()?, false).await?.result().await
+        let params = match params {
+            None => Map::new(),
+            Some(Value::Object(object)) => object.clone(),
+            Some(_) => return Err(ClientError::Invalid("request params must be a JSON object".into())),
+        };
+        self.start(method, params, false).await?.result().await
     }
 
     /// Sends a request and returns it in flight. With `progress`, or when `params._meta` already
     /// has a `progressToken`, a token of the client's own goes in its place, so that progress
-    /// from the server reaches this [`Call`]; otherwise the params go out untouched.
+    /// from the server reaches this [`Call`]; otherwise the params go out as they are.
+    ///
+    /// The params are an object rather than text so that the token goes in without parsing and
+    /// serializing them twice (that was a tenth of a proxied call's instructions).
     pub async fn start(
         &self,
         method: &str,
-        params: Option<Box<RawValue>>,
+        mut params: Map<String, Value>,
         progress: bool,
     ) -> Result<Call, ClientError> {
         if self.shared.closed.get().is_some() {
@@ -298,11 +305,11 @@ impl Client {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let progress_token = format!("taskwire-{id}");
-        let params = match params {
-            Some(p) if !progress && !p.get().contains("\"progressToken\"") => p.get().to_owned(),
-            None if !progress => "{}".to_owned(),
-            p => with_progress_token(p, &progress_token)?,
-        };
+        if progress || has_progress_token(&params) {
+            insert_progress_token(&mut params, &progress_token);
+        }
+        // A map of JSON values with string keys always serializes.
+        let params = serde_json::to_string(&params).map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (reply_tx, reply) = oneshot::channel();
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         lock(&self.shared.pending).insert(id, Pending { reply: reply_tx, events: events_tx, progress_token });
@@ -318,7 +325,10 @@ impl Client {
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<&Value>) -> Result<(), ClientError> {
         let mut out = Vec::with_capacity(64);
-        let params = params.map(Value::to_string).unwrap_or_else(|| "{}".to_owned());
+        let params = match params {
+            Some(p) => serde_json::to_string(p).map_err(|e| ClientError::Invalid(e.to_string()))?,
+            None => "{}".to_owned(),
+        };
         jsonrpc::write_notification(&mut out, method, &params);
         self.shared.link.send(self, out, None).await
     }
@@ -451,20 +461,19 @@ fn is_session_level(method: &str) -> bool {
         || matches!(method, "notifications/resources/updated" | "notifications/tasks/status" | "roots/list" | "ping")
 }
 
-/// Puts `progressToken` into `params._meta` (params must be an object, or absent).
-fn with_progress_token(params: Option<Box<RawValue>>, token: &str) -> Result<String, ClientError> {
-    let mut value: Value = match params {
-        None => json!({}),
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| ClientError::Invalid(e.to_string()))?,
-    };
-    let Value::Object(object) = &mut value else {
-        return Err(ClientError::Invalid("request params must be a JSON object".into()));
-    };
-    let meta = object.entry("_meta").or_insert_with(|| json!({}));
-    if let Value::Object(m) = meta {
-        m.insert("progressToken".into(), json!(token));
+fn has_progress_token(params: &Map<String, Value>) -> bool {
+    params.get("_meta").and_then(|m| m.get("progressToken")).is_some()
+}
+
+/// Puts `progressToken` into `params._meta`, replacing the caller's and keeping the rest.
+fn insert_progress_token(params: &mut Map<String, Value>, token: &str) {
+    let meta = params.entry("_meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
     }
-    Ok(value.to_string())
+    if let Value::Object(m) = meta {
+        m.insert("progressToken".into(), Value::String(token.to_owned()));
+    }
 }
 
 #[cfg(test)]
@@ -473,17 +482,26 @@ mod tests {
 
     #[test]
     fn progress_token_replaces_the_callers_and_keeps_other_meta() {
-        let raw =
-            serde_json::value::to_raw_value(&json!({"name": "x", "_meta": {"progressToken": 7, "k": 1}})).unwrap();
-        let out: Value = serde_json::from_str(&with_progress_token(Some(raw), "taskwire-3").unwrap()).unwrap();
-        assert_eq!(out["_meta"]["progressToken"], "taskwire-3");
-        assert_eq!(out["_meta"]["k"], 1);
-        assert_eq!(out["name"], "x");
+        let Value::Object(mut params) = json!({"name": "x", "_meta": {"progressToken": 7, "k": 1}}) else { panic!() };
+        assert!(has_progress_token(&params));
+        insert_progress_token(&mut params, "taskwire-3");
+        assert_eq!(Value::Object(params), json!({"name": "x", "_meta": {"progressToken": "taskwire-3", "k": 1}}));
     }
 
     #[test]
-    fn params_that_are_not_an_object_are_refused() {
-        let raw = serde_json::value::to_raw_value(&json!([1])).unwrap();
-        assert!(matches!(with_progress_token(Some(raw), "t"), Err(ClientError::Invalid(_))));
+    fn a_progress_token_gets_a_meta_object_when_there_is_none_or_it_is_not_one() {
+        for start in [json!({"name": "x"}), json!({"name": "x", "_meta": 5})] {
+            let Value::Object(mut params) = start else { panic!() };
+            assert!(!has_progress_token(&params));
+            insert_progress_token(&mut params, "t");
+            assert_eq!(params["_meta"], json!({"progressToken": "t"}));
+        }
+    }
+
+    #[tokio::test]
+    async fn params_that_are_not_an_object_are_refused() {
+        let (client, _incoming) = Client::connect_http("http://127.0.0.1:9/mcp", HttpOptions::default()).unwrap();
+        let refused = client.request("tools/list", Some(&json!([1]))).await;
+        assert!(matches!(refused, Err(ClientError::Invalid(_))), "{refused:?}");
     }
 }

@@ -575,6 +575,24 @@ pub fn write_notification(out: &mut Vec<u8>, method: &str, params_json: &str) {
     out.push(b'}');
 }
 
+/// A JSON value as text, for the hot paths that serialize results.
+///
+/// `Value::to_string` goes through `Display`: every piece is written through a `fmt::Write`
+/// adapter into a `String` that starts empty and grows by doubling. This writes straight into a
+/// buffer that starts at 128 bytes; on a proxied `tools/call` the two ways differed by ~6k
+/// instructions per call (callgrind).
+///
+/// ```
+/// let v = serde_json::json!({"content": [{"type": "text", "text": "hi"}]});
+/// assert_eq!(taskwire_protocol::jsonrpc::to_json(&v), v.to_string());
+/// ```
+pub fn to_json(value: &serde_json::Value) -> String {
+    let mut out = Vec::with_capacity(128);
+    // A Value's keys are strings, so serializing it cannot fail; and serde_json writes UTF-8.
+    let _ = serde_json::to_writer(&mut out, value);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Writes a request with already-serialized params.
 pub fn write_request(out: &mut Vec<u8>, id: &Id, method: &str, params_json: &str) {
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
@@ -588,7 +606,11 @@ pub fn write_request(out: &mut Vec<u8>, id: &Id, method: &str, params_json: &str
 
 fn write_id(out: &mut Vec<u8>, id: &Id) {
     match id {
-        Id::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Id::Number(n) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{n}");
+        }
         Id::String(s) => {
             let _ = serde_json::to_writer(&mut *out, s);
         }

@@ -19,7 +19,9 @@ pub(crate) async fn call_tool(
     args: Object,
 ) -> Result<ToolOutput, ToolError> {
     let client = upstream.client().await.map_err(|e| lost(upstream, name, &e))?;
-    let params = json!({"name": name, "arguments": args});
+    let mut params = Object::new();
+    params.insert("name".into(), Value::String(name.to_owned()));
+    params.insert("arguments".into(), Value::Object(args));
     match relay(&client, &ctx, "tools/call", params, true).await {
         Ok(raw) => match serde_json::from_str::<Value>(raw.get()) {
             Ok(Value::Object(result)) => Ok(ToolOutput::from_result(&result)),
@@ -70,13 +72,13 @@ pub(crate) fn unavailable(e: &ClientError) -> ErrorObject {
 
 /// Params as the upstream should see them: the 2026-07-28 per-request members are this
 /// server's business, not the (handshake-era) upstream's.
-pub(crate) fn upstream_params(mut params: Object) -> Value {
+pub(crate) fn upstream_params(mut params: Object) -> Object {
     params.remove("requestState");
     params.remove("inputResponses");
     if let Some(Value::Object(meta)) = params.get_mut("_meta") {
         meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
     }
-    Value::Object(params)
+    params
 }
 
 /// Sends `method` upstream and relays what comes back until the answer.
@@ -87,12 +89,10 @@ pub(crate) async fn relay(
     client: &Client,
     ctx: &Context,
     method: &str,
-    params: Value,
+    params: Object,
     progress: bool,
 ) -> Result<Box<RawValue>, RelayError> {
-    let raw = serde_json::value::to_raw_value(&params)
-        .map_err(|e| RelayError::Upstream(ClientError::Invalid(e.to_string())))?;
-    let call = client.start(method, Some(raw), progress).await.map_err(RelayError::Upstream)?;
+    let call = client.start(method, params, progress).await.map_err(RelayError::Upstream)?;
     let mut call = CancelOnDrop(Some(call));
     let mut asked = 0u32;
     loop {

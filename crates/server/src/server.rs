@@ -699,7 +699,7 @@ impl Server {
                 return self.run_common(id, method, params, env, channel, Era::Handshake).await;
             }
         };
-        Ok(result.to_string())
+        Ok(jsonrpc::to_json(&result))
     }
 
     async fn run_per_request(
@@ -804,7 +804,7 @@ impl Server {
             && !o.contains_key("_meta")
             && !(cacheable && (o.contains_key("ttlMs") || o.contains_key("cacheScope")))
         {
-            let mut json = result.to_string();
+            let mut json = jsonrpc::to_json(&result);
             let members = if cacheable { &self.inner.cacheable_members } else { &self.inner.complete_members };
             tasks::append_members(&mut json, members);
             return json;
@@ -820,7 +820,7 @@ impl Server {
                 m.insert(meta::SERVER_INFO.into(), self.inner.info.clone());
             }
         }
-        result.to_string()
+        jsonrpc::to_json(&result)
     }
 
     /// Methods whose semantics are the same in both eras.
@@ -835,7 +835,7 @@ impl Server {
     ) -> Result<String, ToolError> {
         let finish = |result: Value, cacheable: bool| -> String {
             match era {
-                Era::Handshake => result.to_string(),
+                Era::Handshake => jsonrpc::to_json(&result),
                 Era::PerRequest => self.finish_per_request(result, cacheable),
             }
         };
@@ -1342,7 +1342,7 @@ impl Server {
                 return self.legacy_task_result(id, &params, env, version, &owner, &task_id).await;
             }
         };
-        Ok(result.to_string())
+        Ok(jsonrpc::to_json(&result))
     }
 
     /// `tasks/result`: waits for the end, relaying the task's input requests to the client as
@@ -1371,7 +1371,7 @@ impl Server {
                             let m = o.entry("_meta").or_insert_with(|| json!({}));
                             m[meta::RELATED_TASK] = related[meta::RELATED_TASK].clone();
                         }
-                        return Ok(value.to_string());
+                        return Ok(jsonrpc::to_json(&value));
                     }
                     let error: ErrorObject = record
                         .error

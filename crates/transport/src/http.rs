@@ -655,7 +655,7 @@ async fn respond(
         let store = session.new_stream(config.streams_per_session, config.events_per_stream);
         let body =
             CallStream::resumable(store, work, outgoing, config.retry_ms, config.keep_alive, shared.shutdown.clone());
-        return sse_response(body.into_body());
+        return body.into_response().await;
     }
     // JSON unless the handler sends a message before its result (a request to close the SSE
     // stream means nothing here: there is none).
@@ -694,7 +694,7 @@ async fn respond(
                 config.keep_alive,
                 shared.shutdown.clone(),
             );
-            sse_response(body.into_body())
+            body.into_response().await
         }
         // Every sender is gone without a message: the answer is plain JSON.
         None => reply_response(&work.await, false),

@@ -186,6 +186,17 @@ where
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
 }
 
+/// How long a resumable stream holds back its response head and priming event while the
+/// handler has nothing else to send.
+///
+/// A call that waits on something (a proxied upstream, a disk) but answers within this window
+/// goes out as one write, head and priming event and answer together, instead of two. Each write
+/// wakes the client, which costs the server ~15 µs of loopback delivery on this machine's kind;
+/// a proxied call paid it twice (bench/NOTES.md, gateway). Longer calls still get their priming
+/// event, at most this late (plus the timer's 1 ms rounding): SEP-1699 asks for it promptly so
+/// that a client cut off later can resume, and a millisecond keeps that promise.
+const HEAD_HOLD: Duration = Duration::from_millis(1);
+
 /// The handler of one request, run by the body that answers it.
 pub(super) type Work = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
@@ -234,6 +245,11 @@ pub(super) struct CallStream {
     store: Option<Arc<EventStream>>,
     /// Bytes to send before anything else (the priming event, or a message already received).
     head: Vec<u8>,
+    /// Until when a head that is only the priming event waits for company ([`HEAD_HOLD`]);
+    /// armed on the first poll that finds the handler busy, `None` once the head went out.
+    hold: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the head may still be held (resumable streams, before their first chunk).
+    may_hold: bool,
     cancel_on_disconnect: Option<CancellationToken>,
     keep_alive: Duration,
     /// Armed only once the body has to wait: a call answered at once never touches the timer.
@@ -258,7 +274,9 @@ impl CallStream {
         let seq = store.push(Bytes::new());
         write_event(&mut head, Some((store.id, seq)), b"");
         write_retry(&mut head, retry_ms);
-        Self::new(Some(store), head, work, outgoing, None, keep_alive, shutdown)
+        let mut stream = Self::new(Some(store), head, work, outgoing, None, keep_alive, shutdown);
+        stream.may_hold = true;
+        stream
     }
 
     /// A stream to this connection only, opening with `first`, a message the handler sent
@@ -290,6 +308,8 @@ impl CallStream {
             outgoing: Some(outgoing),
             store,
             head,
+            hold: None,
+            may_hold: false,
             cancel_on_disconnect,
             keep_alive,
             ticker: None,
@@ -299,8 +319,28 @@ impl CallStream {
         }
     }
 
-    pub(super) fn into_body(self) -> Body {
-        Body::from_stream(self.map(Ok::<_, std::convert::Infallible>))
+    /// The response: sent once the body has its first chunk, so that the head and that chunk
+    /// leave in one write (a resumable stream's first chunk may wait up to [`HEAD_HOLD`]).
+    /// Dropped while waiting (the client left), the rest of the work moves to a task as usual.
+    pub(super) async fn into_response(mut self) -> Response {
+        let first = self.next().await;
+        let body = futures_util::stream::iter(first).chain(self);
+        sse_response(Body::from_stream(body.map(Ok::<_, std::convert::Infallible>)))
+    }
+
+    /// Whether a head that is only the priming event should wait a little longer for the
+    /// handler ([`HEAD_HOLD`]); arms the hold on first use.
+    fn holds_head(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.may_hold {
+            return false;
+        }
+        let hold = self.hold.get_or_insert_with(|| Box::pin(tokio::time::sleep(HEAD_HOLD)));
+        if hold.as_mut().poll(cx).is_pending() {
+            return true;
+        }
+        self.may_hold = false;
+        self.hold = None;
+        false
     }
 
     /// Takes every message already queued; `true` if one of them closes the stream.
@@ -346,6 +386,7 @@ impl futures_util::Stream for CallStream {
             return Poll::Ready(None);
         }
         let mut out = std::mem::take(&mut this.head);
+        let head_len = out.len();
         this.ended = this.drain_outgoing(&mut out, cx);
         if !this.ended
             && let Some(work) = &mut this.work
@@ -368,6 +409,11 @@ impl futures_util::Stream for CallStream {
             }
             this.ended = true;
         }
+        if out.len() == head_len && head_len > 0 && !this.ended && this.holds_head(cx) {
+            this.head = out;
+            return Poll::Pending;
+        }
+        this.may_hold = false;
         if !out.is_empty() {
             return Poll::Ready(Some(Bytes::from(out)));
         }
