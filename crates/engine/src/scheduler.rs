@@ -287,7 +287,11 @@ impl Scheduler {
         st.tools.entry(name.clone()).or_default().queued += 1;
         st.queued += 1;
         st.reservations.insert(seq, (name.clone(), None));
-        let reservation = Reservation { seq, tool: name, owner: owner.to_owned(), not_before: now + wait };
+        // A call that waits only for a slot takes its place in the queue now, in arrival order.
+        // Queued when its future was first polled instead, a later call polled sooner (another
+        // worker thread) overtook it: an owner's calls then ran out of order.
+        let grant = wait.is_zero().then(|| self.enqueue(&mut st, seq, &name, owner));
+        let reservation = Reservation { seq, tool: name, owner: owner.to_owned(), not_before: now + wait, grant };
         Ok(Admission { scheduler: Some(self.clone()), stage: Stage::Reserved(reservation) })
     }
 
@@ -420,6 +424,25 @@ impl Scheduler {
         }
     }
 
+    /// Puts waiter `seq` in its owner's queue (in `seq` order) and hands out free slots; the
+    /// receiver gets the grant.
+    fn enqueue(&self, st: &mut State, seq: u64, tool: &Arc<str>, owner: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter { seq, tool: tool.clone(), grant: tx };
+        match st.waiters.get_mut(owner) {
+            Some(queue) => {
+                let at = queue.partition_point(|w| w.seq < seq);
+                queue.insert(at, waiter);
+            }
+            None => {
+                st.waiters.insert(owner.to_owned(), VecDeque::from([waiter]));
+                st.turns.push_back(owner.to_owned());
+            }
+        }
+        self.dispatch(st);
+        rx
+    }
+
     fn release(&self, tool: &Arc<str>) {
         let mut st = lock(&self.state);
         if let Some(t) = st.tools.get_mut(tool) {
@@ -456,6 +479,8 @@ struct Reservation {
     tool: Arc<str>,
     owner: String,
     not_before: Instant,
+    /// The grant of a place already in the queue; `None` while a rate token is awaited.
+    grant: Option<oneshot::Receiver<()>>,
 }
 
 enum Stage {
@@ -509,26 +534,20 @@ impl Admission {
             (Some(s), Stage::Reserved(r)) => (s, r),
             _ => return Permit { scheduler: None, tool: None },
         };
-        let mut waiting = Waiting { scheduler, reservation, grant: None, granted: false };
-        // A timer even for a past instant costs a tick (about a millisecond): skip it then.
-        if waiting.reservation.not_before > Instant::now() {
-            tokio::time::sleep_until(waiting.reservation.not_before).await;
-        }
-        let (tx, rx) = oneshot::channel();
-        {
-            let s = waiting.scheduler.clone();
-            let mut st = lock(&s.state);
-            let owner = waiting.reservation.owner.clone();
-            let waiter = Waiter { seq: waiting.reservation.seq, tool: waiting.reservation.tool.clone(), grant: tx };
-            match st.waiters.get_mut(&owner) {
-                Some(queue) => queue.push_back(waiter),
-                None => {
-                    st.waiters.insert(owner.clone(), VecDeque::from([waiter]));
-                    st.turns.push_back(owner);
+        let mut waiting = Waiting::new(scheduler, reservation);
+        let rx = match waiting.grant.take() {
+            Some(rx) => rx,
+            None => {
+                // Waited for a rate token first. A timer even for a past instant costs a tick
+                // (about a millisecond): skip it then.
+                if waiting.reservation.not_before > Instant::now() {
+                    tokio::time::sleep_until(waiting.reservation.not_before).await;
                 }
+                let s = waiting.scheduler.clone();
+                let r = &waiting.reservation;
+                s.enqueue(&mut lock(&s.state), r.seq, &r.tool, &r.owner)
             }
-            s.dispatch(&mut st);
-        }
+        };
         let rx = waiting.grant.insert(rx);
         // The sender stays in the scheduler's state until it grants or is withdrawn.
         let _ = rx.await;
@@ -539,8 +558,10 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if let (Some(s), Stage::Reserved(r)) = (&self.scheduler, &self.stage) {
-            s.withdraw(r);
+        if let (Some(s), Stage::Reserved(r)) = (self.scheduler.take(), std::mem::replace(&mut self.stage, Stage::Done))
+        {
+            // Gives the place back, or the slot if it was granted already.
+            drop(Waiting::new(s, r));
         }
     }
 }
@@ -551,6 +572,13 @@ struct Waiting {
     reservation: Reservation,
     grant: Option<oneshot::Receiver<()>>,
     granted: bool,
+}
+
+impl Waiting {
+    fn new(scheduler: Arc<Scheduler>, mut reservation: Reservation) -> Self {
+        let grant = reservation.grant.take();
+        Waiting { scheduler, reservation, grant, granted: false }
+    }
 }
 
 impl Drop for Waiting {
@@ -600,6 +628,29 @@ mod tests {
         assert!(!a.must_wait());
         drop(a.acquire().await);
         assert_eq!(s.snapshot("o").running, 0);
+    }
+
+    /// Polls `f` once: its output if it finished.
+    async fn ready_now<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = f => Some(out),
+            _ = std::future::ready(()) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owners_calls_get_slots_in_admission_order_whichever_waits_first() {
+        let s = one_tool(ToolLimits::default().max_running(1));
+        let running = s.admit("t", "o").unwrap().acquire().await;
+        let second = s.admit("t", "o").unwrap();
+        let mut third = Box::pin(s.admit("t", "o").unwrap().acquire());
+        // The third call starts waiting before the second (as on another worker thread).
+        assert!(ready_now(&mut third).await.is_none());
+        drop(running);
+        let mut second = Box::pin(second.acquire());
+        let _slot = ready_now(&mut second).await.expect("the freed slot goes to the call admitted first");
+        assert!(ready_now(&mut third).await.is_none(), "the later call still waits");
     }
 
     #[tokio::test]
