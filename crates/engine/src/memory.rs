@@ -9,7 +9,6 @@
 //!   (`by_creation`), the TTL sweeper (`by_expiry`), crash recovery (`by_lease`, which
 //!   replaced a scan of every record once a second) and webhook deliveries (`deliveries_due`).
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -91,15 +90,9 @@ impl Records {
         self.shards[Self::shard_of(id)].contains_key(id)
     }
 
-    /// Stores a record that is not there yet; false (and nothing changed) if its id is taken.
-    fn insert_new(&mut self, record: TaskRecord) -> bool {
-        match self.shards[Self::shard_of(&record.id)].entry(record.id.clone()) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(slot) => {
-                slot.insert(Box::new(record));
-                true
-            }
-        }
+    /// Stores a record whose id is not taken (the caller checked with [`Records::contains`]).
+    fn insert(&mut self, record: TaskRecord) {
+        self.shards[Self::shard_of(&record.id)].insert(record.id.clone(), Box::new(record));
     }
 
     fn remove(&mut self, id: &TaskId) -> Option<TaskRecord> {
@@ -222,7 +215,7 @@ impl TaskStore for MemoryStore {
             if let Some(at) = lease_slot(&record) {
                 inner.by_lease.insert((at, record.id.clone()));
             }
-            inner.tasks.insert_new(record);
+            inner.tasks.insert(record);
             Ok(Created::New)
         };
         Box::pin(std::future::ready(result))

@@ -413,7 +413,6 @@ impl futures_util::Stream for CallStream {
             this.head = out;
             return Poll::Pending;
         }
-        this.may_hold = false;
         if !out.is_empty() {
             return Poll::Ready(Some(Bytes::from(out)));
         }
