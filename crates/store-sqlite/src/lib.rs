@@ -423,12 +423,20 @@ fn checkpoint_loop(conn: Connection, commits: std::sync::mpsc::Receiver<()>, ove
     }
 }
 
-fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
-    let sql = format!(
+/// Built once: `prepare_cached` finds the statement by its text, and every creation asks.
+static INSERT_TASK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "INSERT INTO tasks ({COLUMNS}, expires_at_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
-    );
-    let result = txn.prepare_cached(&sql).and_then(|mut stmt| {
+    )
+});
+
+/// `tasks/get` polls read one record by id, often.
+static SELECT_TASK: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"));
+
+fn insert(txn: &Transaction<'_>, r: &TaskRecord) -> Result<(), StoreError> {
+    let result = txn.prepare_cached(&INSERT_TASK).and_then(|mut stmt| {
         stmt.execute(params![
             r.id.as_str(),
             r.owner.principal,
@@ -496,9 +504,7 @@ fn renew_each(
 }
 
 fn select_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskRecord>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
-        .query_row([id], record_from_row)
-        .optional()
+    conn.prepare_cached(&SELECT_TASK)?.query_row([id], record_from_row).optional()
 }
 
 impl TaskStore for SqliteStore {
