@@ -6,7 +6,9 @@
 //! the work and produces the [`Reply`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 
 use futures_util::FutureExt as _;
@@ -565,10 +567,7 @@ impl Server {
             RequestEra::PerRequest(_) => Era::PerRequest,
         };
         env.session.begin(&id, env.cancel.clone());
-        let outcome = match era {
-            RequestEra::Handshake => self.run_handshake(&id, &method, params, &env).await,
-            RequestEra::PerRequest(meta) => self.run_per_request(&id, &method, params, meta, &env).await,
-        };
+        let outcome = self.dispatch(&id, &method, params, era, &env).await;
         env.session.end(&id);
         let outcome = match outcome {
             Ok(result) => Some(Ok(result)),
@@ -631,6 +630,25 @@ impl Server {
             }
         }
         Value::Object(caps)
+    }
+
+    /// The method's work, boxed: it nests every method's state machine and is kilobytes large.
+    /// Unboxed, every future that awaits [`Server::run`] is as large, and a spawned request's
+    /// future is copied whole several times on its way into its task (a tenth of a stdio call's
+    /// instructions went to those copies). Boxed in a plain function, not inside `run`: an
+    /// `async fn` keeps room for a value it moves into a box as if it held it.
+    fn dispatch<'a>(
+        &'a self,
+        id: &'a Id,
+        method: &'a str,
+        params: Object,
+        era: RequestEra,
+        env: &'a RequestEnv,
+    ) -> Pin<Box<dyn Future<Output = Result<String, ToolError>> + Send + 'a>> {
+        match era {
+            RequestEra::Handshake => Box::pin(self.run_handshake(id, method, params, env)),
+            RequestEra::PerRequest(meta) => Box::pin(self.run_per_request(id, method, params, meta, env)),
+        }
     }
 
     async fn run_handshake(
