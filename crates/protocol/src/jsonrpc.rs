@@ -288,12 +288,13 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// The members of an envelope, collected in one pass.
+/// The members of an envelope, collected in one pass. The short members are read in place:
+/// only what outlives the input (params, result, error, unknown members) is copied out of it.
 #[derive(Default)]
-struct Members {
-    jsonrpc: Option<Box<RawValue>>,
-    id: Option<Box<RawValue>>,
-    method: Option<Box<RawValue>>,
+struct Members<'de> {
+    jsonrpc: Option<&'de RawValue>,
+    id: Option<&'de RawValue>,
+    method: Option<&'de RawValue>,
     params: Option<Box<RawValue>>,
     result: Option<Box<RawValue>>,
     error: Option<Box<RawValue>>,
@@ -302,66 +303,67 @@ struct Members {
 }
 
 /// Top level of a message: an object (a message), an array (a batch) or anything else.
-enum TopLevel {
-    Object(Members),
+enum TopLevel<'de> {
+    Object(Members<'de>),
     Array,
     Other,
 }
 
-impl<'de> Deserialize<'de> for TopLevel {
+impl<'de> Deserialize<'de> for TopLevel<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = TopLevel;
+            type Value = TopLevel<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON-RPC message")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
+                fn put<T>(slot: &mut Option<T>, value: T, key: &str, duplicate: &mut Option<String>) {
+                    if slot.is_some() {
+                        duplicate.get_or_insert_with(|| key.to_owned());
+                    }
+                    *slot = Some(value);
+                }
                 let mut m = Members::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let value: Box<RawValue> = map.next_value()?;
-                    let slot = match key.as_ref() {
-                        "jsonrpc" => &mut m.jsonrpc,
-                        "id" => &mut m.id,
-                        "method" => &mut m.method,
-                        "params" => &mut m.params,
-                        "result" => &mut m.result,
-                        "error" => &mut m.error,
+                    match key.as_ref() {
+                        "jsonrpc" => put(&mut m.jsonrpc, map.next_value()?, &key, &mut m.duplicate),
+                        "id" => put(&mut m.id, map.next_value()?, &key, &mut m.duplicate),
+                        "method" => put(&mut m.method, map.next_value()?, &key, &mut m.duplicate),
+                        "params" => put(&mut m.params, map.next_value()?, &key, &mut m.duplicate),
+                        "result" => put(&mut m.result, map.next_value()?, &key, &mut m.duplicate),
+                        "error" => put(&mut m.error, map.next_value()?, &key, &mut m.duplicate),
                         _ => {
+                            let value: Box<RawValue> = map.next_value()?;
                             if m.extra.iter().any(|(k, _)| k == key.as_ref()) {
                                 m.duplicate.get_or_insert_with(|| key.to_string());
                             }
                             m.extra.push((key.into_owned(), value));
-                            continue;
                         }
-                    };
-                    if slot.is_some() {
-                        m.duplicate.get_or_insert_with(|| key.to_string());
                     }
-                    *slot = Some(value);
                 }
                 Ok(TopLevel::Object(m))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel<'de>, A::Error> {
                 while seq.next_element::<de::IgnoredAny>()?.is_some() {}
                 Ok(TopLevel::Array)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel<'de>, E> {
                 Ok(TopLevel::Other)
             }
-            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel<'de>, E> {
                 Ok(TopLevel::Other)
             }
-            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel<'de>, E> {
                 Ok(TopLevel::Other)
             }
-            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel<'de>, E> {
                 Ok(TopLevel::Other)
             }
-            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel<'de>, E> {
                 Ok(TopLevel::Other)
             }
-            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+            fn visit_unit<E>(self) -> Result<TopLevel<'de>, E> {
                 Ok(TopLevel::Other)
             }
         }
@@ -440,7 +442,7 @@ impl Message {
         if let Some(key) = m.duplicate {
             return Err(invalid(id, format!("member {key:?} appears twice")));
         }
-        match m.jsonrpc.as_deref().map(RawValue::get) {
+        match m.jsonrpc.map(RawValue::get) {
             Some(r#""2.0""#) => {}
             Some(_) => return Err(invalid(id, r#"jsonrpc must be "2.0""#)),
             None => return Err(invalid(id, r#"missing member "jsonrpc":"2.0""#)),
@@ -457,8 +459,9 @@ impl Message {
         };
         match (m.method, m.result, m.error) {
             (Some(method), None, None) => {
-                let method: String =
+                let method: std::borrow::Cow<'_, str> =
                     serde_json::from_str(method.get()).map_err(|_| invalid(id.clone(), "method must be a string"))?;
+                let method = method.into_owned();
                 match (m.id.is_some(), id) {
                     (false, _) => Ok(Message::Notification(Notification { method, params, extra: m.extra })),
                     (true, Some(id)) => Ok(Message::Request(Request { id, method, params, extra: m.extra })),
