@@ -236,6 +236,12 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     taskwire_command::config::parse_duration(s)
 }
 
+/// mimalloc, as the benchmark peers use: a request's few dozen short-lived allocations cost
+/// about half what they cost in glibc's allocator (measured per stdio call with callgrind, in
+/// bench/NOTES.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_default = matches!(cli.command, Command::Tasks { .. } | Command::Call { .. });

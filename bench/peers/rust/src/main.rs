@@ -34,6 +34,10 @@ impl Bench {
     }
 }
 
+// The allocator performance.md's baseline gave the peers, and taskwire's binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).cloned().unwrap_or_else(|| "http".into());

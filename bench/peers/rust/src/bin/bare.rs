@@ -15,6 +15,10 @@ async fn jsonrpc(body: Bytes) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(&resp).unwrap_or_default())
 }
 
+// The allocator performance.md's baseline gave the peers, and taskwire's binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).cloned().unwrap_or("raw".into());
