@@ -466,9 +466,8 @@ impl Message {
         };
         match (m.method, m.result, m.error) {
             (Some(method), None, None) => {
-                let method: std::borrow::Cow<'_, str> =
+                let method: String =
                     serde_json::from_str(method.get()).map_err(|_| invalid(id.clone(), "method must be a string"))?;
-                let method = method.into_owned();
                 match (m.id.is_some(), id) {
                     (false, _) => Ok(Message::Notification(Notification { method, params, extra: m.extra })),
                     (true, Some(id)) => Ok(Message::Request(Request { id, method, params, extra: m.extra })),
