@@ -4,25 +4,31 @@
 //! `Mcp-Name` and every `Mcp-Param-*` header agree with it; a disagreement is HTTP 400 with
 //! JSON-RPC `-32020` (HeaderMismatch).
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 
 use crate::codes;
 use crate::jsonrpc::ErrorObject;
 
+// Header names as `HeaderName`s, not strings: a lookup by `&str` parses and validates the name
+// on every call (~800 instructions each, several per 2026-07-28 request).
+
 /// `MCP-Protocol-Version`.
-pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 /// `Mcp-Method`.
-pub const METHOD: &str = "mcp-method";
+pub const METHOD: HeaderName = HeaderName::from_static("mcp-method");
 /// `Mcp-Name`.
-pub const NAME: &str = "mcp-name";
+pub const NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// Prefix of `Mcp-Param-{Name}` headers.
 pub const PARAM_PREFIX: &str = "mcp-param-";
 /// `Mcp-Session-Id` (handshake era only).
-pub const SESSION_ID: &str = "mcp-session-id";
+pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
-/// Decodes a header value: plain visible ASCII as is, or the `=?base64?…?=` sentinel form.
+/// Decodes a header value: plain visible ASCII as is (borrowed), or the `=?base64?…?=`
+/// sentinel form.
 ///
 /// ```
 /// use taskwire_protocol::headers::decode_value;
@@ -31,20 +37,20 @@ pub const SESSION_ID: &str = "mcp-session-id";
 /// assert_eq!(decode_value(b"=?base64?!!!?="), None);
 /// assert_eq!(decode_value(b"  padded  ").as_deref(), Some("padded"));
 /// ```
-pub fn decode_value(raw: &[u8]) -> Option<String> {
+pub fn decode_value(raw: &[u8]) -> Option<Cow<'_, str>> {
     // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
     let text = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
     if let Some(inner) = text.strip_prefix("=?base64?").and_then(|t| t.strip_suffix("?=")) {
         let bytes = base64::engine::general_purpose::STANDARD.decode(inner).ok()?;
-        return String::from_utf8(bytes).ok();
+        return String::from_utf8(bytes).ok().map(Cow::Owned);
     }
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) { Some(text.to_owned()) } else { None }
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) { Some(Cow::Borrowed(text)) } else { None }
 }
 
 /// The value of a header that must appear at most once, decoded.
 ///
 /// `Ok(None)` when absent; `Err` when repeated or undecodable.
-pub fn single(headers: &HeaderMap, name: &str) -> Result<Option<String>, ErrorObject> {
+pub fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<Cow<'h, str>>, ErrorObject> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -93,26 +99,36 @@ pub fn validate_standard(
     method: &str,
     params: Option<&Map<String, Value>>,
 ) -> Result<(), ErrorObject> {
-    match single(headers, PROTOCOL_VERSION)? {
-        Some(v) if v == version => {}
-        Some(v) => {
-            return Err(mismatch(format!("MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}")));
-        }
-        None => {
-            return Err(mismatch("the MCP-Protocol-Version header is required".into()));
-        }
+    validate_version(headers, version)?;
+    validate_method_and_name(headers, method, params)
+}
+
+/// Checks that `MCP-Protocol-Version` is present once and equals `version`, the body's.
+pub fn validate_version(headers: &HeaderMap, version: &str) -> Result<(), ErrorObject> {
+    match single(headers, &PROTOCOL_VERSION)? {
+        Some(v) if v == version => Ok(()),
+        Some(v) => Err(mismatch(format!("MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"))),
+        None => Err(mismatch("the MCP-Protocol-Version header is required".into())),
     }
-    match single(headers, METHOD)? {
+}
+
+/// Checks `Mcp-Method`, and `Mcp-Name` where the method has a name, against the body.
+pub fn validate_method_and_name(
+    headers: &HeaderMap,
+    method: &str,
+    params: Option<&Map<String, Value>>,
+) -> Result<(), ErrorObject> {
+    match single(headers, &METHOD)? {
         Some(m) if m == method => {}
         Some(m) => {
             return Err(mismatch(format!("Mcp-Method is {m:?} but the body's method is {method:?}")));
         }
         None => return Err(mismatch("the Mcp-Method header is required".into())),
     }
-    let header_name = single(headers, NAME)?;
+    let header_name = single(headers, &NAME)?;
     match (expected_name(method, params), header_name) {
         (None, _) => Ok(()),
-        (Some(Value::String(want)), Some(got)) if *want == got => Ok(()),
+        (Some(Value::String(want)), Some(got)) if *want == *got => Ok(()),
         (Some(want), Some(got)) => Err(mismatch(format!("Mcp-Name is {got:?} but the body says {want}"))),
         (Some(_), None) => Err(mismatch(format!("the Mcp-Name header is required for {method}"))),
     }
@@ -144,7 +160,11 @@ pub fn validate_params(
 ) -> Result<(), ErrorObject> {
     for (header, arg) in declared {
         let name = format!("{PARAM_PREFIX}{}", header.to_ascii_lowercase());
-        let got = single(headers, &name)?;
+        // A declared name that is no valid header name can never have been sent.
+        let got = match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => single(headers, &name)?,
+            Err(_) => None,
+        };
         let value = arguments.and_then(|a| a.get(arg)).filter(|v| !v.is_null());
         match (value, got) {
             (None, None) => {}

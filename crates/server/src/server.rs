@@ -462,7 +462,7 @@ impl Server {
         // MCP-Protocol-Version header names no handshake revision is per-request, whatever its
         // method; otherwise `initialize` is the handshake, and `server/discover` or a body
         // carrying the per-request version is per-request.
-        let header_says_per_request = http.and_then(|h| h.get(headers::PROTOCOL_VERSION)).is_some_and(|v| {
+        let header_says_per_request = http.and_then(|h| h.get(&headers::PROTOCOL_VERSION)).is_some_and(|v| {
             v.to_str().ok().and_then(|s| s.parse::<ProtocolVersion>().ok()).is_none_or(|v| v.era() == Era::PerRequest)
         });
         let per_request = header_says_per_request
@@ -518,21 +518,7 @@ impl Server {
             }
         };
         if let Some(h) = http {
-            match headers::single(h, headers::PROTOCOL_VERSION)? {
-                Some(v) if v == version => {}
-                Some(v) => {
-                    return Err(ErrorObject::new(
-                        codes::HEADER_MISMATCH,
-                        format!("Header mismatch: MCP-Protocol-Version is {v:?} but the body's _meta says {version:?}"),
-                    ));
-                }
-                None => {
-                    return Err(ErrorObject::new(
-                        codes::HEADER_MISMATCH,
-                        "Header mismatch: the MCP-Protocol-Version header is required",
-                    ));
-                }
-            }
+            headers::validate_version(h, version)?;
         }
         match version.parse::<ProtocolVersion>() {
             Ok(v) if v.era() == Era::PerRequest => {}
@@ -548,7 +534,7 @@ impl Server {
             })?),
         };
         if let Some(h) = http {
-            headers::validate_standard(h, version, method, Some(params))?;
+            headers::validate_method_and_name(h, method, Some(params))?;
             if method == "tools/call"
                 && let Some(tool) = get_str(params, "name").and_then(|n| self.tool(n))
                 && !tool.param_headers.is_empty()

@@ -139,11 +139,14 @@ struct HttpSession {
     webhook: Mutex<Option<mpsc::Sender<Outgoing>>>,
 }
 
+/// A session's resumable streams: the standalone `GET` stream, and the newest request streams
+/// in the order they opened (so by id; a deque, not a map: a call opens one and drops the oldest,
+/// and only a resuming `GET` looks one up).
 #[derive(Default)]
 struct StreamTable {
     next_id: u64,
-    streams: HashMap<u64, Arc<EventStream>>,
-    order: VecDeque<u64>,
+    standalone: Option<Arc<EventStream>>,
+    requests: VecDeque<Arc<EventStream>>,
 }
 
 /// Stream id of the standalone GET stream.
@@ -159,18 +162,22 @@ impl HttpSession {
         table.next_id += 1;
         let id = table.next_id;
         let stream = Arc::new(EventStream::new(id, capacity));
-        table.streams.insert(id, stream.clone());
-        table.order.push_back(id);
-        while table.order.len() > keep {
-            if let Some(old) = table.order.pop_front() {
-                table.streams.remove(&old);
-            }
+        if table.requests.len() >= keep {
+            table.requests.pop_front();
+        }
+        if keep > 0 {
+            table.requests.push_back(stream.clone());
         }
         stream
     }
 
     fn stream(&self, id: u64) -> Option<Arc<EventStream>> {
-        lock(&self.streams).streams.get(&id).cloned()
+        let table = lock(&self.streams);
+        if id == STANDALONE {
+            return table.standalone.clone();
+        }
+        let at = table.requests.binary_search_by_key(&id, |s| s.id).ok()?;
+        table.requests.get(at).cloned()
     }
 }
 
@@ -336,7 +343,7 @@ async fn endpoint(State(shared): State<Arc<Shared>>, request: Request) -> Respon
 }
 
 fn session_header(headers: &HeaderMap) -> Option<&str> {
-    headers.get(mcp_headers::SESSION_ID).and_then(|v| v.to_str().ok())
+    headers.get(&mcp_headers::SESSION_ID).and_then(|v| v.to_str().ok())
 }
 
 impl Shared {
@@ -374,7 +381,7 @@ impl Shared {
 
 #[allow(clippy::result_large_err, reason = "a rejection is the cold path; boxing it buys nothing")]
 fn check_protocol_header(headers: &HeaderMap) -> Result<Option<ProtocolVersion>, Response> {
-    match headers.get(mcp_headers::PROTOCOL_VERSION) {
+    match headers.get(&mcp_headers::PROTOCOL_VERSION) {
         None => Ok(None),
         Some(v) => match v.to_str().ok().and_then(|s| s.parse::<ProtocolVersion>().ok()) {
             Some(v) => Ok(Some(v)),
@@ -741,11 +748,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: Option<&str>) -> Res
     // The standalone stream: messages not tied to any request (list changes, resource updates).
     let stream = {
         let mut table = lock(&session.streams);
-        table
-            .streams
-            .entry(STANDALONE)
-            .or_insert_with(|| Arc::new(EventStream::new(STANDALONE, config.events_per_stream)))
-            .clone()
+        table.standalone.get_or_insert_with(|| Arc::new(EventStream::new(STANDALONE, config.events_per_stream))).clone()
     };
     let response = stream.follow(Some(u64::MAX), config.keep_alive, shared.shutdown.clone());
     let (tx, mut rx) = mpsc::channel::<Outgoing>(SINK_CAPACITY);
