@@ -548,6 +548,10 @@ def report(args):
                          f"{p99(s, c):.2f} | {100 * ratio(s, c):.1f} % | {errs} |")
     sleep = by("sleep10")
     lines += ["", "## Concurrency and footprint", "",
+              "`sleep_ms` in taskwire-fixtures and in the rmcp peer sleeps on the same timer thread "
+              "(`crates/fixtures/src/precise_sleep.rs`: deadlines kept to the OS timer's slack; tokio's own timer "
+              "rounds up to whole milliseconds, so a 10 ms sleep took 11–12 ms); the TypeScript and Python peers "
+              "sleep on their runtime's timer.", "",
               "| server | `sleep_ms(10)` at c=64, req/s (ideal 6,400) | p50 ms | p99 ms | RSS idle MiB | RSS peak MiB |",
               "|---|---|---|---|---|---|"]
     for s in servers:

@@ -1,5 +1,10 @@
 //! rmcp 3.9.0 peer server with the same tools as taskwire-fixtures (echo, sleep_ms).
 //! usage: peers http PORT [--stateful] [--nodelay=0] | peers stdio
+// The same sleep as taskwire-fixtures' `sleep_ms` (the file says why), so that the
+// `sleep_ms(10)` table compares servers, not timers.
+#[path = "../../../../crates/fixtures/src/precise_sleep.rs"]
+mod precise_sleep;
+
 use rmcp::{
     ServiceExt,
     handler::server::wrapper::Parameters,
@@ -29,7 +34,7 @@ impl Bench {
     }
     #[tool(description = "Sleep ms milliseconds")]
     async fn sleep_ms(&self, Parameters(SleepReq { ms }): Parameters<SleepReq>) -> String {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        precise_sleep::sleep(std::time::Duration::from_millis(ms)).await;
         "ok".to_string()
     }
 }
