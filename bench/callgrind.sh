@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Instructions per HTTP `tools/call echo`, counted by callgrind: repeatable whatever else the
+# machine is doing, which wall-clock figures on this kind of machine are not (NOTES.md,
+# "Run-to-run variance"). Use it to decide whether a change to the request path helps.
+#
+#   bench/callgrind.sh [stateless|session|modern ...]     (default: all three)
+#
+# Builds target/release/taskwire-fixtures, starts it under callgrind with counting on, warms it up,
+# zeroes the counters, drives `wrk -c1` for 3 s, dumps, and divides the instructions by the calls.
+# Prints one line per mode: `mode instructions/call calls`. With KEEP=DIR, each mode's profile is
+# kept as DIR/MODE.callgrind for `callgrind_annotate --inclusive=yes`. Needs valgrind and wrk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+modes=("$@")
+[ ${#modes[@]} -eq 0 ] && modes=(stateless session modern)
+for tool in valgrind callgrind_control wrk curl; do
+  command -v "$tool" >/dev/null || { echo "bench/callgrind.sh needs $tool (apt-get install valgrind wrk curl)" >&2; exit 2; }
+done
+cargo build -j2 --release -q -p taskwire-fixtures
+bin=target/release/taskwire-fixtures
+work=$(mktemp -d)
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+port=8199
+url=http://127.0.0.1:$port/mcp
+for mode in "${modes[@]}"; do
+  flags=(--http 127.0.0.1:$port)
+  [ "$mode" != session ] && flags+=(--stateless)
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$bin" "${flags[@]}" 2>"$work/valgrind.log" &
+  server=$!
+  for _ in $(seq 600); do curl -s -o /dev/null -m 1 "$url" && break; sleep 0.1; done
+  sid="" version=2025-06-18 modern=0
+  case $mode in
+    session)
+      version=2025-11-25
+      sid=$(curl -s -D - -o /dev/null "$url" -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' \
+        -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"cg","version":"1"}}}' |
+        tr -d '\r' | awk -F': ' 'tolower($1)=="mcp-session-id"{print $2}')
+      curl -s -o /dev/null "$url" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+        -H "Mcp-Session-Id: $sid" -H "MCP-Protocol-Version: $version" \
+        -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+      ;;
+    modern) modern=1 ;;
+    stateless) ;;
+    *) echo "unknown mode $mode (stateless, session or modern)" >&2; exit 2 ;;
+  esac
+  export TOOL=echo SID=$sid MODERN=$modern VERSION=$version
+  wrk -t1 -c1 -d1s -s bench/load/call.lua "$url" >/dev/null
+  callgrind_control -z "$server" >/dev/null 2>&1
+  calls=$(wrk -t1 -c1 -d3s -s bench/load/call.lua "$url" | awk -F'[ =]' '/^RESULT/{for(i=1;i<=NF;i++) if($i=="n") print $(i+1)}')
+  callgrind_control -d "$server" >/dev/null 2>&1
+  kill "$server"; wait "$server" 2>/dev/null || true
+  total=$(cat "$work"/cg.*.[0-9]* 2>/dev/null | awk '/^summary:/{s+=$2} END{print s+0}')
+  echo "$mode $((total / calls)) $calls"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cat "$work"/cg.*.[0-9]* >"$KEEP/$mode.callgrind"; fi
+  rm -f "$work"/cg.*
+done
