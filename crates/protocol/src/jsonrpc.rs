@@ -106,7 +106,7 @@ impl<'de> Deserialize<'de> for ErrorObject {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ErrorObject, A::Error> {
                 let (mut code, mut message, mut data, mut extra) = (None, None, None, Extra::new());
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     match key.as_ref() {
                         "code" => code = Some(map.next_value::<i32>()?),
                         "message" => message = Some(map.next_value::<String>()?),
@@ -288,6 +288,33 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// An object key, borrowed from the input when it holds no escapes. `Cow<str>`'s own
+/// `Deserialize` always allocates: four `String`s per message for `jsonrpc`, `id`, `method` and
+/// `params` alone.
+pub(crate) struct Key<'de>(pub(crate) std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The members of an envelope, collected in one pass. The short members are read in place:
 /// only what outlives the input (params, result, error, unknown members) is copied out of it.
 #[derive(Default)]
@@ -325,7 +352,7 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
                     *slot = Some(value);
                 }
                 let mut m = Members::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     match key.as_ref() {
                         "jsonrpc" => put(&mut m.jsonrpc, map.next_value()?, &key, &mut m.duplicate),
                         "id" => put(&mut m.id, map.next_value()?, &key, &mut m.duplicate),
@@ -375,13 +402,22 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
 /// are only scanned, so the envelope enforces one bound for every layer above it.
 pub const MAX_DEPTH: usize = 128;
 
+/// How many `{` and `[` bytes `json` holds. They are 0x7B and 0x5B, equal once bit 0x20 is set,
+/// so one compare per byte finds both; counting in `u8` lanes over chunks of at most 255 bytes
+/// (no lane can overflow) lets the compiler count 16 bytes a step. Counted with `filter` and two
+/// compares, it cost 3 instructions a byte, a fifth of a 2026-07-28 call's envelope.
+fn opening_brackets(json: &[u8]) -> usize {
+    json.chunks(255)
+        .map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b | 0x20 == b'{')))))
+        .sum()
+}
+
 /// Whether raw JSON nests deeper than `limit` (strings are skipped, escapes respected).
 fn nests_deeper_than(json: &[u8], limit: usize) -> bool {
     // Nesting needs an opening bracket per level. Counting them all (strings included, so an
-    // over-count) is a loop the compiler vectorizes; only a message with more brackets than the
-    // limit pays for the exact scan below (a per-byte state machine, 2k instructions for a
-    // small tool call).
-    if json.iter().filter(|&&b| b == b'{' || b == b'[').count() <= limit {
+    // over-count) is cheap; only a message with more brackets than the limit pays for the exact
+    // scan below (a per-byte state machine, 2k instructions for a small tool call).
+    if opening_brackets(json) <= limit {
         return false;
     }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
@@ -629,6 +665,18 @@ mod tests {
 
     fn parse(v: &Value) -> Result<Message, ParseError> {
         Message::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn opening_brackets_counts_both_kinds_and_nothing_else() {
+        assert_eq!(opening_brackets(b""), 0);
+        assert_eq!(opening_brackets(br#"{"a":[1,{"b":"[{"}]}"#), 5);
+        // Every other byte, including the brackets' neighbours in the table, counts for nothing.
+        let others: Vec<u8> = (0..=255u8).filter(|b| *b != b'{' && *b != b'[').collect();
+        assert_eq!(opening_brackets(&others), 0);
+        // Past one chunk of 255, and a chunk made only of brackets.
+        assert_eq!(opening_brackets(&[b'{'; 255]), 255);
+        assert_eq!(opening_brackets(&vec![b'['; 1000]), 1000);
     }
 
     #[test]
