@@ -24,7 +24,7 @@ pub(crate) async fn call_tool(
     params.insert("arguments".into(), Value::Object(args));
     match relay(&client, &ctx, "tools/call", params, true).await {
         Ok(raw) => match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Object(result)) => Ok(ToolOutput::from_result(&result)),
+            Ok(Value::Object(result)) => Ok(ToolOutput::from_result(result)),
             _ => Err(ToolError::Protocol(ErrorObject::internal(format!(
                 "the upstream server answered tools/call {name} with something that is not a result object"
             )))),

@@ -132,7 +132,7 @@ pub(crate) fn job_tools(engine: Engine) -> Vec<Tool> {
                 let stored = |text: &Option<String>| -> Option<Object> { text.as_deref().and_then(|t| serde_json::from_str(t).ok()) };
                 match record.status {
                     TaskStatus::Completed | TaskStatus::Failed if record.result.is_some() => {
-                        Ok(ToolOutput::from_result(&stored(&record.result).unwrap_or_default()))
+                        Ok(ToolOutput::from_result(stored(&record.result).unwrap_or_default()))
                     }
                     TaskStatus::Failed => {
                         let error = stored(&record.error).unwrap_or_default();

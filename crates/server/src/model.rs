@@ -42,24 +42,31 @@ impl ToolOutput {
 
     /// Rebuilds an output from a `CallToolResult` object (a stored task result, or what a
     /// proxied server answered), keeping every member, including ones MCP does not define.
+    /// Takes the object so that its members move rather than copy (a proxied call's content
+    /// was cloned whole before).
     ///
     /// ```
     /// use taskwire_server::model::ToolOutput;
     /// let raw = serde_json::json!({"content": [], "isError": true, "x-vendor": {"trace": 7}});
-    /// let out = ToolOutput::from_result(raw.as_object().unwrap());
+    /// let out = ToolOutput::from_result(raw.as_object().unwrap().clone());
     /// assert!(out.is_error());
     /// assert_eq!(out.into_value()["x-vendor"]["trace"], 7);
     /// ```
-    pub fn from_result(result: &Object) -> Self {
+    pub fn from_result(result: Object) -> Self {
         let mut out = Self::default();
         for (key, value) in result {
             match key.as_str() {
-                "content" => out.content = value.as_array().cloned().unwrap_or_default(),
-                "structuredContent" => out.structured = Some(value.clone()),
+                "content" => {
+                    out.content = match value {
+                        Value::Array(items) => items,
+                        _ => Vec::new(),
+                    }
+                }
+                "structuredContent" => out.structured = Some(value),
                 "isError" => out.is_error = value.as_bool().unwrap_or(false),
-                "_meta" => out.meta = Some(value.clone()),
+                "_meta" => out.meta = Some(value),
                 _ => {
-                    out.extra.insert(key.clone(), value.clone());
+                    out.extra.insert(key, value);
                 }
             }
         }
@@ -109,6 +116,40 @@ impl ToolOutput {
     /// The result as a JSON value.
     pub fn into_value(self) -> Value {
         Value::Object(self.into_object())
+    }
+
+    /// Whether the result is MCP's members only: nothing a 2026-07-28 answer would have to merge
+    /// its own `resultType` and `_meta` into.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.meta.is_none() && self.extra.is_empty()
+    }
+
+    /// The result as JSON text: the bytes `into_value` would serialize to (members in key
+    /// order), written straight from the parts instead of through an object built for the
+    /// purpose (a `tools/call` answer's hot path).
+    pub(crate) fn into_json(self) -> String {
+        if !self.extra.is_empty() {
+            return taskwire_protocol::jsonrpc::to_json(&self.into_value());
+        }
+        let mut out = Vec::with_capacity(128);
+        out.push(b'{');
+        // `Value`s serialize without error; the `Vec` grows as needed.
+        if let Some(meta) = &self.meta {
+            out.extend_from_slice(br#""_meta":"#);
+            let _ = serde_json::to_writer(&mut out, meta);
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""content":"#);
+        let _ = serde_json::to_writer(&mut out, &self.content);
+        if self.is_error {
+            out.extend_from_slice(br#","isError":true"#);
+        }
+        if let Some(structured) = &self.structured {
+            out.extend_from_slice(br#","structuredContent":"#);
+            let _ = serde_json::to_writer(&mut out, structured);
+        }
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -181,5 +222,35 @@ impl LogLevel {
             Self::Alert => "alert",
             Self::Emergency => "emergency",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_json_writes_what_into_value_serializes_to() {
+        let vendor = json!({"content": [], "x-vendor": {"trace": 7}, "resultType": "complete"});
+        let outputs = [
+            ToolOutput::text("done"),
+            ToolOutput::error("broke \"quoted\" \u{1F600}"),
+            ToolOutput::text("n").structured(json!({"n": 1, "a": [true, null]})),
+            ToolOutput::text("m").meta(json!({"progressToken": 3})).as_error(),
+            ToolOutput::content(Vec::new()),
+            ToolOutput::from_result(vendor.as_object().cloned().unwrap_or_default()),
+        ];
+        for out in outputs {
+            let expected = taskwire_protocol::jsonrpc::to_json(&out.clone().into_value());
+            assert_eq!(out.into_json(), expected);
+        }
+    }
+
+    #[test]
+    fn only_outputs_without_meta_or_foreign_members_are_plain() {
+        assert!(ToolOutput::text("a").structured(json!(1)).as_error().is_plain());
+        assert!(!ToolOutput::text("a").meta(json!({})).is_plain());
+        let foreign = json!({"content": [], "resultType": "complete"});
+        assert!(!ToolOutput::from_result(foreign.as_object().cloned().unwrap_or_default()).is_plain());
     }
 }

@@ -15,13 +15,14 @@ use futures_util::FutureExt as _;
 use http::HeaderMap;
 use serde_json::{Value, json};
 use taskwire_protocol::jsonrpc::{self, Request};
+use taskwire_protocol::meta::{ParamsError, RequestParams};
 use taskwire_protocol::{Era, ErrorObject, Id, ProtocolVersion, codes, headers, meta};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Channel, Context};
 use crate::error::ToolError;
-use crate::model::{LogLevel, Object};
+use crate::model::{LogLevel, Object, ToolOutput};
 use crate::mrtr::StateSealer;
 use crate::passthrough::Passthrough;
 use crate::registry::{CompletionFn, Prompt, Resource, ResourceBody, ResourceTemplate, TaskSupport, Tool, ToolHandler};
@@ -322,6 +323,13 @@ impl Prepared {
     }
 }
 
+/// A `tools/call` result before it is serialized: a handler's output is written straight to
+/// JSON ([`ToolOutput::into_json`]); task creations are built as values.
+enum CallResult {
+    Output(ToolOutput),
+    Value(Value),
+}
+
 /// A request rejected by [`Server::prepare`]: the error and the era it belongs to (which decides
 /// the HTTP status).
 #[derive(Debug)]
@@ -349,7 +357,11 @@ pub struct Reply {
 impl Reply {
     /// The serialized JSON-RPC response, or `None` when nothing is to be sent.
     pub fn to_bytes(&self) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(256);
+        // The envelope around a result is under 64 bytes with any realistic id: one allocation.
+        let mut out = Vec::with_capacity(match &self.outcome {
+            Some(Ok(result)) => result.len() + 64,
+            _ => 256,
+        });
         match self.outcome.as_ref()? {
             Ok(result) => jsonrpc::write_response(&mut out, &self.id, result),
             Err(e) => jsonrpc::write_error(&mut out, Some(&self.id), e),
@@ -442,14 +454,14 @@ impl Server {
     /// 2026-07-28 metadata and, when `http` is given, the standard headers.
     pub fn prepare(&self, request: Request, http: Option<&HeaderMap>) -> Result<Prepared, Rejected> {
         let Request { id, method, params, .. } = request;
-        let params: Object = match params.as_deref().map(|p| serde_json::from_str::<Value>(p.get())) {
-            None => Object::new(),
-            Some(Ok(Value::Object(o))) => o,
-            Some(Ok(_)) => {
+        let params = match params.as_deref().map(|p| RequestParams::parse(p.get())) {
+            None => RequestParams::default(),
+            Some(Ok(p)) => p,
+            Some(Err(ParamsError::NotAnObject)) => {
                 let era = if method == "server/discover" { Era::PerRequest } else { Era::Handshake };
                 return Err(Rejected { id, error: ErrorObject::invalid_params("params must be an object"), era });
             }
-            Some(Err(e)) => {
+            Some(Err(ParamsError::Invalid(e))) => {
                 return Err(Rejected {
                     id,
                     error: ErrorObject::invalid_params(format!("params are not valid: {e}")),
@@ -457,7 +469,6 @@ impl Server {
                 });
             }
         };
-        let meta_obj = params.get("_meta").and_then(Value::as_object);
         // Routing (protocol digest §2.4, conformance server-stateless): an HTTP request whose
         // MCP-Protocol-Version header names no handshake revision is per-request, whatever its
         // method; otherwise `initialize` is the handshake, and `server/discover` or a body
@@ -466,13 +477,12 @@ impl Server {
             v.to_str().ok().and_then(|s| s.parse::<ProtocolVersion>().ok()).is_none_or(|v| v.era() == Era::PerRequest)
         });
         let per_request = header_says_per_request
-            || (method != "initialize"
-                && (method == "server/discover" || meta_obj.is_some_and(|m| m.contains_key(meta::PROTOCOL_VERSION))));
+            || (method != "initialize" && (method == "server/discover" || params.protocol_version.is_some()));
         if !per_request {
-            return Ok(Prepared { id, method, params, era: RequestEra::Handshake });
+            return Ok(Prepared { id, method, params: params.object, era: RequestEra::Handshake });
         }
-        match self.validate_per_request(&method, &params, http) {
-            Ok(meta) => Ok(Prepared { id, method, params, era: RequestEra::PerRequest(meta) }),
+        match self.validate_per_request(&method, params, http) {
+            Ok((params, meta)) => Ok(Prepared { id, method, params, era: RequestEra::PerRequest(meta) }),
             Err(error) => Err(Rejected { id, error, era: Era::PerRequest }),
         }
     }
@@ -483,11 +493,11 @@ impl Server {
     fn validate_per_request(
         &self,
         method: &str,
-        params: &Object,
+        params: RequestParams,
         http: Option<&HeaderMap>,
-    ) -> Result<PerRequestMeta, ErrorObject> {
-        let meta = params.get("_meta").and_then(Value::as_object);
-        let version = match meta.and_then(|m| m.get(meta::PROTOCOL_VERSION)) {
+    ) -> Result<(Object, PerRequestMeta), ErrorObject> {
+        let RequestParams { object: params, protocol_version, client_capabilities, log_level } = params;
+        let version = match &protocol_version {
             Some(Value::String(v)) => v.as_str(),
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
@@ -502,8 +512,8 @@ impl Server {
                 )));
             }
         };
-        let client_capabilities = match meta.and_then(|m| m.get(meta::CLIENT_CAPABILITIES)) {
-            Some(c @ Value::Object(_)) => c.clone(),
+        let client_capabilities = match client_capabilities {
+            Some(c @ Value::Object(_)) => c,
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
                     "_meta[{:?}] must be an object",
@@ -524,7 +534,7 @@ impl Server {
             Ok(v) if v.era() == Era::PerRequest => {}
             _ => return Err(unsupported_version(version)),
         }
-        let log_level = match meta.and_then(|m| m.get(meta::LOG_LEVEL)) {
+        let log_level = match log_level {
             None => None,
             Some(v) => Some(v.as_str().and_then(LogLevel::parse).ok_or_else(|| {
                 ErrorObject::invalid_params(format!(
@@ -534,15 +544,15 @@ impl Server {
             })?),
         };
         if let Some(h) = http {
-            headers::validate_method_and_name(h, method, Some(params))?;
+            headers::validate_method_and_name(h, method, Some(&params))?;
             if method == "tools/call"
-                && let Some(tool) = get_str(params, "name").and_then(|n| self.tool(n))
+                && let Some(tool) = get_str(&params, "name").and_then(|n| self.tool(n))
                 && !tool.param_headers.is_empty()
             {
                 headers::validate_params(h, &tool.param_headers, params.get("arguments").and_then(Value::as_object))?;
             }
         }
-        Ok(PerRequestMeta { client_capabilities, log_level })
+        Ok((params, PerRequestMeta { client_capabilities, log_level }))
     }
 
     /// The asynchronous half of dispatch.
@@ -798,6 +808,20 @@ impl Server {
         Ok(answers)
     }
 
+    /// A handler's `tools/call` result as the answer's JSON: written straight from the
+    /// [`ToolOutput`], with the 2026-07-28 members appended when nothing needs merging.
+    fn finish_output(&self, out: ToolOutput, era: Era) -> String {
+        match era {
+            Era::Handshake => out.into_json(),
+            Era::PerRequest if out.is_plain() => {
+                let mut json = out.into_json();
+                tasks::append_members(&mut json, &self.inner.complete_members);
+                json
+            }
+            Era::PerRequest => self.finish_per_request(out.into_value(), false),
+        }
+    }
+
     /// Adds what every 2026-07-28 result carries: `resultType`, the server's identity, and cache
     /// hints on cacheable results.
     fn finish_per_request(&self, mut result: Value, cacheable: bool) -> String {
@@ -867,10 +891,10 @@ impl Server {
                 };
                 Ok(finish(Value::Object(list.clone()), true))
             }
-            "tools/call" => {
-                let result = self.call_tool(id, params, env, channel).await?;
-                Ok(finish(result, false))
-            }
+            "tools/call" => Ok(match self.call_tool(id, params, env, channel).await? {
+                CallResult::Value(result) => finish(result, false),
+                CallResult::Output(out) => self.finish_output(out, era),
+            }),
             "resources/list" => {
                 check_cursor(&params)?;
                 let list: Vec<Value> =
@@ -978,13 +1002,21 @@ impl Server {
             .with_principal(env.principal.clone())
     }
 
-    async fn call_tool(&self, id: &Id, params: Object, env: &RequestEnv, channel: Channel) -> Result<Value, ToolError> {
+    async fn call_tool(
+        &self,
+        id: &Id,
+        mut params: Object,
+        env: &RequestEnv,
+        channel: Channel,
+    ) -> Result<CallResult, ToolError> {
         let name = get_str(&params, "name")
             .ok_or_else(|| ErrorObject::invalid_params("tools/call needs params.name (a string)"))?;
         let tool = self.tool(name).ok_or_else(|| ErrorObject::invalid_params(format!("Unknown tool: {name}")))?;
-        let args = match params.get("arguments") {
+        let name = tool.name.as_str();
+        // Taken, not cloned: nothing after this reads params.arguments.
+        let args = match params.remove("arguments") {
             None | Some(Value::Null) => Object::new(),
-            Some(Value::Object(a)) => a.clone(),
+            Some(Value::Object(a)) => a,
             Some(_) => {
                 return Err(ErrorObject::invalid_params("tools/call arguments must be an object").into());
             }
@@ -999,7 +1031,7 @@ impl Server {
             let owner = tasks::owner(&env.principal, Some(env.session.scope()));
             match self.inner.scheduler.admit(name, &owner.key()) {
                 Ok(admission) => admission,
-                Err(refusal) => return Ok(execution::refusal_output(name, &refusal).into_value()),
+                Err(refusal) => return Ok(CallResult::Output(execution::refusal_output(name, &refusal))),
             }
         } else {
             taskwire_engine::Admission::unlimited()
@@ -1023,9 +1055,9 @@ impl Server {
                     Creation::Existing(existing) => {
                         // The same call again: the caller gets the task that already exists.
                         return Ok(if as_job {
-                            crate::jobs::job_started(&existing).into_value()
+                            CallResult::Output(crate::jobs::job_started(&existing))
                         } else {
-                            tasks::create_task_result(&existing, per_request)
+                            CallResult::Value(tasks::create_task_result(&existing, per_request))
                         });
                     }
                 };
@@ -1041,12 +1073,12 @@ impl Server {
                 let created = handle.created().clone();
                 self.spawn_task_work(tool, ctx, args, admission, handle, per_request);
                 if as_job {
-                    return Ok(crate::jobs::job_started(&created).into_value());
+                    return Ok(CallResult::Output(crate::jobs::job_started(&created)));
                 }
                 if wire == TaskWire::Core {
                     tasks::notify_status_changes(engine.clone(), owner, created.id.clone(), env.session.clone());
                 }
-                Ok(tasks::create_task_result(&created, per_request))
+                Ok(CallResult::Value(tasks::create_task_result(&created, per_request)))
             }
             TaskMode::OnPromotion { ttl_ms } => {
                 self.call_until_promoted(id, tool, params, args, env, channel, admission, ttl_ms).await
@@ -1065,7 +1097,7 @@ impl Server {
         env: &RequestEnv,
         channel: Channel,
         admission: taskwire_engine::Admission,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<CallResult, ToolError> {
         let timeout = tool.controls.timeout.or(self.inner.request_timeout);
         let plain = timeout.is_none() && !tool.retryable && !admission.must_wait();
         let outcome = if plain {
@@ -1085,7 +1117,7 @@ impl Server {
             let bounds = Bounds { timeout, grace: Duration::ZERO };
             execution::execute(self, tool, ctx, args, admission, bounds).await
         };
-        Ok(inline_answer(&tool.name, outcome)?.into_value())
+        Ok(CallResult::Output(inline_answer(&tool.name, outcome)?))
     }
 
     /// Runs a task's work in the background and records its outcome.
@@ -1124,7 +1156,7 @@ impl Server {
         channel: Channel,
         admission: taskwire_engine::Admission,
         ttl_ms: Option<u64>,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<CallResult, ToolError> {
         let engine = self.inner.engine.clone().ok_or_else(|| ErrorObject::internal("no task engine"))?;
         // The work outlives this request once promoted, so it gets its own token: the request's
         // cancellation reaches it only before promotion, the task's only after.
@@ -1156,7 +1188,7 @@ impl Server {
         let ack = tokio::select! {
             outcome = &mut work => {
                 let outcome = outcome.map_err(|_| ErrorObject::internal(format!("tool {} panicked", tool.name)))?;
-                return Ok(inline_answer(&tool.name, outcome)?.into_value());
+                return Ok(CallResult::Output(inline_answer(&tool.name, outcome)?));
             }
             request = &mut promotion => Some(request.map_err(|_| ErrorObject::internal("promotion channel closed"))?),
             _ = deadline => None,
@@ -1201,7 +1233,7 @@ impl Server {
         if wire == TaskWire::Core {
             tasks::notify_status_changes(engine.clone(), owner, created.id.clone(), env.session.clone());
         }
-        Ok(tasks::create_task_result(&created, per_request))
+        Ok(CallResult::Value(tasks::create_task_result(&created, per_request)))
     }
 
     /// Re-runs the work of a task taken over from a dead process, if its tool is retryable: the
