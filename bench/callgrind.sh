@@ -3,26 +3,47 @@
 # machine is doing, which wall-clock figures on this kind of machine are not (NOTES.md,
 # "Run-to-run variance"). Use it to decide whether a change to the request path helps.
 #
-#   bench/callgrind.sh [stateless|session|modern ...]     (default: all three)
+#   bench/callgrind.sh [stateless|session|modern|stdio ...]     (default: all four)
 #
 # Builds target/release/taskwire-fixtures, starts it under callgrind with counting on, warms it up,
 # zeroes the counters, drives `wrk -c1` for 3 s, dumps, and divides the instructions by the calls.
-# Prints one line per mode: `mode instructions/call calls`. With KEEP=DIR, each mode's profile is
+# `stdio` runs the peers' `stdiobench` (one call at a time) twice, for 1,000 and 3,000 calls, and
+# divides the difference by 2,000, so start-up and shutdown cancel out.
+# BIN=path measures another build (an A/B against an older commit). Prints one line per mode:
+# `mode instructions/call calls`. With KEEP=DIR, each mode's profile is
 # kept as DIR/MODE.callgrind for `callgrind_annotate --inclusive=yes`. Needs valgrind and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 modes=("$@")
-[ ${#modes[@]} -eq 0 ] && modes=(stateless session modern)
+[ ${#modes[@]} -eq 0 ] && modes=(stateless session modern stdio)
 for tool in valgrind callgrind_control wrk curl; do
   command -v "$tool" >/dev/null || { echo "bench/callgrind.sh needs $tool (apt-get install valgrind wrk curl)" >&2; exit 2; }
 done
-cargo build -j2 --release -q -p taskwire-fixtures
-bin=target/release/taskwire-fixtures
+bin=${BIN:-target/release/taskwire-fixtures}
+[ -n "${BIN:-}" ] || cargo build -j2 --release -q -p taskwire-fixtures
 work=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 port=8199
 url=http://127.0.0.1:$port/mcp
+stdio_total() {
+  # stdiobench kills its child when done; a shell in between takes the kill, and the server,
+  # its input closed, ends by itself and writes the profile. (A background job's stdin is
+  # /dev/null before any redirection, so the pipe is kept on fd 3 and given back.)
+  "$stdiobench" "$1" 1 -- sh -c 'exec 3<&0; valgrind --tool=callgrind --callgrind-out-file="$1" "$2" --stdio <&3 2>/dev/null & wait' \
+    sh "$work/stdio.$1" "$bin" >/dev/null
+  for _ in $(seq 300); do grep -qE '^(summary|totals):' "$work/stdio.$1" 2>/dev/null && break; sleep 0.1; done
+  awk '/^(summary|totals):/{print $2; exit}' "$work/stdio.$1"
+}
 for mode in "${modes[@]}"; do
+  if [ "$mode" = stdio ]; then
+    stdiobench=bench/peers/rust/target/release/stdiobench
+    [ -x "$stdiobench" ] || (cd bench/peers/rust && cargo build -j2 --release -q --bin stdiobench)
+    few=$(stdio_total 1000) many=$(stdio_total 3000)
+    echo "stdio $(((many - few) / 2000)) 2000"
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$work/stdio.3000" "$KEEP/stdio.callgrind"
+    continue
+  fi
   flags=(--http 127.0.0.1:$port)
   [ "$mode" != session ] && flags+=(--stateless)
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$bin" "${flags[@]}" 2>"$work/valgrind.log" &
