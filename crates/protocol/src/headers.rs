@@ -38,13 +38,15 @@ pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 /// assert_eq!(decode_value(b"  padded  ").as_deref(), Some("padded"));
 /// ```
 pub fn decode_value(raw: &[u8]) -> Option<Cow<'_, str>> {
-    // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
-    let text = std::str::from_utf8(raw).ok()?.trim_matches([' ', '\t']);
-    if let Some(inner) = text.strip_prefix("=?base64?").and_then(|t| t.strip_suffix("?=")) {
+    // Optional whitespace around a field value is not part of it (RFC 9110 §5.5); the only ASCII
+    // whitespace a header value can hold is space and tab, so `trim_ascii` trims exactly those.
+    let raw = raw.trim_ascii();
+    if let Some(inner) = raw.strip_prefix(b"=?base64?").and_then(|t| t.strip_suffix(b"?=")) {
         let bytes = base64::engine::general_purpose::STANDARD.decode(inner).ok()?;
         return String::from_utf8(bytes).ok().map(Cow::Owned);
     }
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) { Some(Cow::Borrowed(text)) } else { None }
+    // Visible ASCII is UTF-8 already: checked byte by byte, it needs no separate validation.
+    if raw.iter().all(|b| (0x20..0x7f).contains(b)) { std::str::from_utf8(raw).ok().map(Cow::Borrowed) } else { None }
 }
 
 /// The value of a header that must appear at most once, decoded.

@@ -720,7 +720,7 @@ impl Server {
         &self,
         id: &Id,
         method: &str,
-        mut params: Object,
+        params: Object,
         meta: PerRequestMeta,
         env: &RequestEnv,
     ) -> Result<String, ToolError> {
@@ -756,7 +756,7 @@ impl Server {
             }
             return Ok(json);
         }
-        let answers = self.gather_answers(method, &mut params)?;
+        let answers = self.gather_answers(method, &params)?;
         // Kept for a possible InputRequiredResult: the target of the call, and every answer so
         // far (usually none, so the copy costs nothing).
         let target = get_str(&params, "name").or_else(|| get_str(&params, "uri")).unwrap_or_default().to_owned();
@@ -785,13 +785,15 @@ impl Server {
 
     /// The answers a 2026-07-28 retry carries: earlier rounds from the sealed `requestState`,
     /// this round from `inputResponses`.
-    fn gather_answers(&self, method: &str, params: &mut Object) -> Result<Object, ToolError> {
-        let target = get_str(params, "name").or_else(|| get_str(params, "uri")).unwrap_or_default().to_owned();
+    fn gather_answers(&self, method: &str, params: &Object) -> Result<Object, ToolError> {
         let mut answers = match params.get("requestState") {
             None => Object::new(),
-            Some(Value::String(state)) => self.inner.sealer.open(method, &target, state).ok_or_else(|| {
-                ErrorObject::invalid_params("requestState is not valid: it was altered, expired, or belongs to another request; start the call again without it")
-            })?,
+            Some(Value::String(state)) => {
+                let target = get_str(params, "name").or_else(|| get_str(params, "uri")).unwrap_or_default();
+                self.inner.sealer.open(method, target, state).ok_or_else(|| {
+                    ErrorObject::invalid_params("requestState is not valid: it was altered, expired, or belongs to another request; start the call again without it")
+                })?
+            }
             Some(_) => return Err(ErrorObject::invalid_params("requestState must be a string").into()),
         };
         match params.get("inputResponses") {
