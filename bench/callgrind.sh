@@ -3,14 +3,16 @@
 # machine is doing, which wall-clock figures on this kind of machine are not (NOTES.md,
 # "Run-to-run variance"). Use it to decide whether a change to the request path helps.
 #
-#   bench/callgrind.sh [stateless|session|modern|stdio ...]     (default: all four)
+#   bench/callgrind.sh [stateless|session|modern|stdio|proxy ...]     (default: the first four)
 #
 # Builds target/release/taskwire-fixtures, starts it under callgrind with counting on, warms it up,
 # zeroes the counters, drives `wrk -c1` for 3 s, dumps, and divides the instructions by the calls.
 # `stdio` runs the peers' `stdiobench` (one call at a time) twice, for 1,000 and 3,000 calls, and
-# divides the difference by 2,000, so start-up and shutdown cancel out.
-# BIN=path measures another build (an A/B against an older commit). Prints one line per mode:
-# `mode instructions/call calls`. With KEEP=DIR, each mode's profile is
+# divides the difference by 2,000, so start-up and shutdown cancel out. `proxy` counts the gateway
+# alone: `taskwire proxy --http` under callgrind in front of `taskwire-fixtures --stdio` (which runs
+# uncounted), session mode, as the harness's gateway section measures it.
+# BIN=path (and CLI=path for `proxy`) measures another build (an A/B against an older commit).
+# Prints one line per mode: `mode instructions/call calls`. With KEEP=DIR, each mode's profile is
 # kept as DIR/MODE.callgrind for `callgrind_annotate --inclusive=yes`. Needs valgrind and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,8 @@ for tool in valgrind callgrind_control wrk curl; do
 done
 bin=${BIN:-target/release/taskwire-fixtures}
 [ -n "${BIN:-}" ] || cargo build -j2 --release -q -p taskwire-fixtures
+cli=${CLI:-target/release/taskwire}
+if [[ " ${modes[*]} " == *" proxy "* ]] && [ -z "${CLI:-}" ]; then cargo build -j2 --release -q -p taskwire; fi
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
@@ -44,14 +48,17 @@ for mode in "${modes[@]}"; do
     [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$work/stdio.3000" "$KEEP/stdio.callgrind"
     continue
   fi
-  flags=(--http 127.0.0.1:$port)
-  [ "$mode" != session ] && flags+=(--stateless)
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$bin" "${flags[@]}" 2>"$work/valgrind.log" &
+  cmd=("$bin" --http 127.0.0.1:$port)
+  case $mode in
+    stateless | modern) cmd+=(--stateless) ;;
+    proxy) cmd=("$cli" proxy --http 127.0.0.1:$port --store memory -- "$bin" --stdio) ;;
+  esac
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "${cmd[@]}" 2>"$work/valgrind.log" &
   server=$!
   for _ in $(seq 600); do curl -s -o /dev/null -m 1 "$url" && break; sleep 0.1; done
   sid="" version=2025-06-18 modern=0
   case $mode in
-    session)
+    session | proxy)
       version=2025-11-25
       sid=$(curl -s -D - -o /dev/null "$url" -H 'Content-Type: application/json' \
         -H 'Accept: application/json, text/event-stream' \
@@ -63,7 +70,7 @@ for mode in "${modes[@]}"; do
       ;;
     modern) modern=1 ;;
     stateless) ;;
-    *) echo "unknown mode $mode (stateless, session or modern)" >&2; exit 2 ;;
+    *) echo "unknown mode $mode (stateless, session, modern, stdio or proxy)" >&2; exit 2 ;;
   esac
   export TOOL=echo SID=$sid MODERN=$modern VERSION=$version
   wrk -t1 -c1 -d1s -s bench/load/call.lua "$url" >/dev/null
