@@ -815,13 +815,17 @@ impl Server {
     fn finish_output(&self, out: ToolOutput, era: Era) -> String {
         match era {
             Era::Handshake => out.into_json(),
-            Era::PerRequest if out.is_plain() => {
-                let mut json = out.into_json();
-                tasks::append_members(&mut json, &self.inner.complete_members);
-                json
-            }
+            Era::PerRequest if out.is_plain() => self.with_per_request_members(out.into_json(), false),
             Era::PerRequest => self.finish_per_request(out.into_value(), false),
         }
+    }
+
+    /// Appends the members serialized once at build time (`resultType`, the server's identity,
+    /// cache hints when `cacheable`) to a result object's JSON that has none of them.
+    fn with_per_request_members(&self, mut json: String, cacheable: bool) -> String {
+        let members = if cacheable { &self.inner.cacheable_members } else { &self.inner.complete_members };
+        tasks::append_members(&mut json, members);
+        json
     }
 
     /// Adds what every 2026-07-28 result carries: `resultType`, the server's identity, and cache
@@ -834,10 +838,7 @@ impl Server {
             && !o.contains_key("_meta")
             && !(cacheable && (o.contains_key("ttlMs") || o.contains_key("cacheScope")))
         {
-            let mut json = jsonrpc::to_json(&result);
-            let members = if cacheable { &self.inner.cacheable_members } else { &self.inner.complete_members };
-            tasks::append_members(&mut json, members);
-            return json;
+            return self.with_per_request_members(jsonrpc::to_json(&result), cacheable);
         }
         if let Value::Object(o) = &mut result {
             o.entry("resultType").or_insert_with(|| json!("complete"));
