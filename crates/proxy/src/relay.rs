@@ -23,12 +23,11 @@ pub(crate) async fn call_tool(
     params.insert("name".into(), Value::String(name.to_owned()));
     params.insert("arguments".into(), Value::Object(args));
     match relay(&client, &ctx, "tools/call", params, true).await {
-        Ok(raw) => match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Object(result)) => Ok(ToolOutput::from_result(result)),
-            _ => Err(ToolError::Protocol(ErrorObject::internal(format!(
+        Ok(raw) => ToolOutput::from_raw_result(raw).ok_or_else(|| {
+            ToolError::Protocol(ErrorObject::internal(format!(
                 "the upstream server answered tools/call {name} with something that is not a result object"
-            )))),
-        },
+            )))
+        }),
         Err(RelayError::Upstream(e @ (ClientError::Closed(_) | ClientError::Connect(_)))) => {
             Err(lost(upstream, name, &e))
         }
