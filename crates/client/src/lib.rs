@@ -19,6 +19,7 @@
 //! ```
 
 mod http;
+mod slot;
 mod sse;
 mod stdio;
 
@@ -29,7 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use taskwire_protocol::jsonrpc::{self, ErrorObject, Id, Message};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use slot::CallSlot;
 
 pub use http::HttpOptions;
 pub use stdio::StdioCommand;
@@ -121,9 +124,14 @@ impl ServerRequest {
 #[derive(Debug)]
 pub struct Call {
     id: i64,
-    reply: oneshot::Receiver<Result<Box<RawValue>, ClientError>>,
-    events: mpsc::Receiver<Incoming>,
+    slot: Arc<CallSlot>,
     client: Client,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.slot.forget();
+    }
 }
 
 impl Call {
@@ -136,11 +144,7 @@ impl Call {
     /// its stream; over stdio, log messages, sampling and elicitation while it is the newest call),
     /// or the final answer.
     pub async fn next(&mut self) -> CallEvent {
-        tokio::select! {
-            biased;
-            Some(event) = self.events.recv() => CallEvent::Incoming(event),
-            reply = &mut self.reply => CallEvent::Done(reply.unwrap_or_else(|_| Err(self.client.closed_error()))),
-        }
+        std::future::poll_fn(|cx| self.slot.poll_next(cx)).await
     }
 
     /// Waits for the answer, dropping whatever else arrives for the call.
@@ -168,16 +172,11 @@ pub enum CallEvent {
     Done(Result<Box<RawValue>, ClientError>),
 }
 
-struct Pending {
-    reply: oneshot::Sender<Result<Box<RawValue>, ClientError>>,
-    events: mpsc::Sender<Incoming>,
-    progress_token: String,
-}
-
 pub(crate) struct Shared {
     link: Link,
     next_id: AtomicI64,
-    pending: Mutex<HashMap<i64, Pending>>,
+    /// Every request still waiting for its answer. Whoever takes one out answers it.
+    pending: Mutex<HashMap<i64, Arc<CallSlot>>>,
     incoming: mpsc::Sender<Incoming>,
     closed: OnceLock<String>,
     closed_signal: tokio::sync::Notify,
@@ -304,22 +303,22 @@ impl Client {
             return Err(self.closed_error());
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let progress_token = format!("taskwire-{id}");
+        let mut out = Vec::with_capacity(256);
+        jsonrpc::write_request_head(&mut out, &Id::Number(id), method);
         if progress || has_progress_token(&params) {
-            insert_progress_token(&mut params, &progress_token);
+            write_params_with_progress_token(&mut out, &mut params, id);
+        } else {
+            // A map of JSON values with string keys always serializes.
+            let _ = serde_json::to_writer(&mut out, &params);
         }
-        // A map of JSON values with string keys always serializes.
-        let params = serde_json::to_string(&params).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let (reply_tx, reply) = oneshot::channel();
-        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        lock(&self.shared.pending).insert(id, Pending { reply: reply_tx, events: events_tx, progress_token });
-        let mut out = Vec::with_capacity(64 + params.len());
-        jsonrpc::write_request(&mut out, &Id::Number(id), method, &params);
+        out.push(b'}');
+        let slot = Arc::new(CallSlot::default());
+        lock(&self.shared.pending).insert(id, slot.clone());
         if let Err(e) = self.shared.link.send(self, out, Some(id)).await {
             lock(&self.shared.pending).remove(&id);
             return Err(e);
         }
-        Ok(Call { id, reply, events, client: self.clone() })
+        Ok(Call { id, slot, client: self.clone() })
     }
 
     /// Sends a notification.
@@ -336,8 +335,8 @@ impl Client {
     /// Cancels request `id` (`notifications/cancelled`); its answer becomes
     /// [`ClientError::Cancelled`].
     pub async fn cancel(&self, id: i64, reason: &str) {
-        if let Some(p) = lock(&self.shared.pending).remove(&id) {
-            let _ = p.reply.send(Err(ClientError::Cancelled));
+        if let Some(slot) = lock(&self.shared.pending).remove(&id) {
+            slot.answer(Err(ClientError::Cancelled));
         }
         let _ = self.notify("notifications/cancelled", Some(&json!({"requestId": id, "reason": reason}))).await;
     }
@@ -367,9 +366,9 @@ impl Client {
     pub(crate) fn mark_closed(&self, reason: String) {
         let _ = self.shared.closed.set(reason);
         self.shared.closed_signal.notify_waiters();
-        let pending: Vec<Pending> = lock(&self.shared.pending).drain().map(|(_, p)| p).collect();
-        for p in pending {
-            let _ = p.reply.send(Err(self.closed_error()));
+        let pending: Vec<Arc<CallSlot>> = lock(&self.shared.pending).drain().map(|(_, slot)| slot).collect();
+        for slot in pending {
+            slot.answer(Err(self.closed_error()));
         }
     }
 
@@ -407,8 +406,9 @@ impl Client {
 
     fn answer(&self, id: &Id, outcome: Result<Box<RawValue>, ClientError>) {
         let Id::Number(n) = id else { return };
-        if let Some(p) = lock(&self.shared.pending).remove(n) {
-            let _ = p.reply.send(outcome);
+        let slot = lock(&self.shared.pending).remove(n);
+        if let Some(slot) = slot {
+            slot.answer(outcome);
         }
     }
 
@@ -416,35 +416,30 @@ impl Client {
     /// HTTP stream belongs to that call; over stdio, where nothing else tells, everything but
     /// session-level notifications (list changes, resource updates, task status) goes to the
     /// newest call in flight: exact when one call runs at a time, a guess otherwise.
-    fn owner_of(
-        &self,
-        method: &str,
-        params: Option<&RawValue>,
-        stream_of: Option<i64>,
-    ) -> Option<mpsc::Sender<Incoming>> {
+    fn owner_of(&self, method: &str, params: Option<&RawValue>, stream_of: Option<i64>) -> Option<Arc<CallSlot>> {
         let pending = lock(&self.shared.pending);
         if method == "notifications/progress" {
             let token = params
                 .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
-                .and_then(|v| v.get("progressToken").and_then(Value::as_str).map(str::to_owned));
-            if let Some(token) = token {
-                return pending.values().find(|p| p.progress_token == token).map(|p| p.events.clone());
+                .and_then(|v| v.get("progressToken").and_then(Value::as_str).and_then(call_of_progress_token));
+            if let Some(id) = token {
+                return pending.get(&id).cloned();
             }
         }
         if let Some(id) = stream_of {
-            return pending.get(&id).map(|p| p.events.clone());
+            return pending.get(&id).cloned();
         }
         if !is_session_level(method) && matches!(self.shared.link, Link::Stdio(_)) {
-            return pending.iter().max_by_key(|(id, _)| **id).map(|(_, p)| p.events.clone());
+            return pending.iter().max_by_key(|(id, _)| **id).map(|(_, slot)| slot.clone());
         }
         None
     }
 
-    async fn deliver(&self, target: Option<mpsc::Sender<Incoming>>, incoming: Incoming) {
+    async fn deliver(&self, target: Option<Arc<CallSlot>>, incoming: Incoming) {
         let incoming = match target {
-            Some(tx) => match tx.send(incoming).await {
+            Some(slot) => match slot.deliver(incoming).await {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(back)) => back,
+                Err(back) => back,
             },
             None => incoming,
         };
@@ -459,6 +454,41 @@ impl Client {
 fn is_session_level(method: &str) -> bool {
     method.ends_with("/list_changed")
         || matches!(method, "notifications/resources/updated" | "notifications/tasks/status" | "roots/list" | "ping")
+}
+
+/// This client's progress tokens name their call: the prefix, then the request id.
+const PROGRESS_TOKEN_PREFIX: &str = "taskwire-";
+
+/// The request a progress token of this client's names.
+fn call_of_progress_token(token: &str) -> Option<i64> {
+    token.strip_prefix(PROGRESS_TOKEN_PREFIX)?.parse().ok()
+}
+
+/// Writes `params` with `_meta.progressToken` set to the token of call `id`. Without a `_meta`
+/// (what a proxied `tools/call` sends) the token is written in front of the serialized members,
+/// so the map is neither changed nor searched; with one, the token goes into it, replacing the
+/// caller's and keeping the rest.
+fn write_params_with_progress_token(out: &mut Vec<u8>, params: &mut Map<String, Value>, id: i64) {
+    let mut token = String::with_capacity(PROGRESS_TOKEN_PREFIX.len() + 20);
+    token.push_str(PROGRESS_TOKEN_PREFIX);
+    token.push_str(itoa::Buffer::new().format(id));
+    if params.contains_key("_meta") {
+        insert_progress_token(params, &token);
+        let _ = serde_json::to_writer(&mut *out, params);
+        return;
+    }
+    out.extend_from_slice(br#"{"_meta":{"progressToken":""#);
+    out.extend_from_slice(token.as_bytes());
+    out.extend_from_slice(br#""}"#);
+    let members = out.len();
+    // Serialized, a map starts with `{`: it becomes the comma after `_meta`.
+    let _ = serde_json::to_writer(&mut *out, params);
+    if params.is_empty() {
+        out.truncate(members);
+        out.push(b'}');
+    } else {
+        out[members] = b',';
+    }
 }
 
 fn has_progress_token(params: &Map<String, Value>) -> bool {
@@ -479,6 +509,29 @@ fn insert_progress_token(params: &mut Map<String, Value>, token: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn written_with_token(params: Value, id: i64) -> Value {
+        let Value::Object(mut params) = params else { panic!("params must be an object") };
+        let mut out = Vec::new();
+        write_params_with_progress_token(&mut out, &mut params, id);
+        serde_json::from_slice(&out).expect("the params written are JSON")
+    }
+
+    #[test]
+    fn the_progress_token_is_written_in_front_of_params_without_meta() {
+        assert_eq!(
+            written_with_token(json!({"name": "x", "arguments": {"a": [1]}}), 42),
+            json!({"_meta": {"progressToken": "taskwire-42"}, "name": "x", "arguments": {"a": [1]}})
+        );
+        assert_eq!(written_with_token(json!({}), 7), json!({"_meta": {"progressToken": "taskwire-7"}}));
+        assert_eq!(
+            written_with_token(json!({"_meta": {"progressToken": 1, "k": 2}}), 8),
+            json!({"_meta": {"progressToken": "taskwire-8", "k": 2}})
+        );
+        assert_eq!(call_of_progress_token("taskwire-42"), Some(42));
+        assert_eq!(call_of_progress_token("other-42"), None);
+        assert_eq!(call_of_progress_token("taskwire-x"), None);
+    }
 
     #[test]
     fn progress_token_replaces_the_callers_and_keeps_other_meta() {
