@@ -37,6 +37,7 @@ use taskwire_server::{Outgoing, Prepared, Reply, RequestEnv, Server, Session};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod hold;
 mod sse;
 use sse::{CallStream, EventStream, sse_response};
 
@@ -122,6 +123,8 @@ struct Shared {
     config: HttpConfig,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     shutdown: CancellationToken,
+    /// The clock resumable streams hold their head by.
+    hold_clock: Arc<hold::HoldClock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,7 +203,8 @@ pub fn router(server: Server, config: HttpConfig) -> Router {
 /// graceful shutdown does not wait for idle streams).
 pub fn router_with_shutdown(server: Server, config: HttpConfig, shutdown: CancellationToken) -> Router {
     let path = config.path.clone();
-    let shared = Arc::new(Shared { server, config, sessions: Mutex::new(HashMap::new()), shutdown });
+    let hold_clock = hold::HoldClock::new(sse::HEAD_HOLD);
+    let shared = Arc::new(Shared { server, config, sessions: Mutex::new(HashMap::new()), shutdown, hold_clock });
     Router::new().route(&path, any(endpoint)).with_state(shared)
 }
 
@@ -679,8 +683,15 @@ async fn respond(
         // A closed connection does not cancel the work: the client may resume.
         drop(guard);
         let store = session.new_stream(config.streams_per_session, config.events_per_stream);
-        let body =
-            CallStream::resumable(store, work, outgoing, config.retry_ms, config.keep_alive, shared.shutdown.clone());
+        let body = CallStream::resumable(
+            store,
+            work,
+            outgoing,
+            config.retry_ms,
+            config.keep_alive,
+            shared.shutdown.clone(),
+            &shared.hold_clock,
+        );
         return body.into_response().await;
     }
     // JSON unless the handler sends a message before its result (a request to close the SSE

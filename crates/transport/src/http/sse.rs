@@ -23,6 +23,7 @@ use taskwire_server::{Outgoing, Reply};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::hold::{Hold, HoldClock};
 use super::lock;
 use taskwire_server::session::SINK_CAPACITY;
 
@@ -197,9 +198,10 @@ where
 /// goes out as one write, head and priming event and answer together, instead of two. Each write
 /// wakes the client, which costs the server ~15 µs of loopback delivery on this machine's kind;
 /// a proxied call paid it twice (bench/NOTES.md, gateway). Longer calls still get their priming
-/// event, at most this late (plus the timer's 1 ms rounding): SEP-1699 asks for it promptly so
-/// that a client cut off later can resume, and a millisecond keeps that promise.
-const HEAD_HOLD: Duration = Duration::from_millis(1);
+/// event, one to two of these late (plus the timer's 1 ms rounding): SEP-1699 asks for it
+/// promptly so that a client cut off later can resume, and a millisecond or two keeps that
+/// promise. The streams share one clock ([`HoldClock`]) rather than a timer each.
+pub(super) const HEAD_HOLD: Duration = Duration::from_millis(1);
 
 /// The handler of one request, run by the body that answers it.
 pub(super) type Work = Pin<Box<dyn Future<Output = Reply> + Send>>;
@@ -253,11 +255,12 @@ pub(super) struct CallStream {
     store: Option<Arc<EventStream>>,
     /// Bytes to send before anything else (the priming event, or a message already received).
     head: Vec<u8>,
-    /// Until when a head that is only the priming event waits for company ([`HEAD_HOLD`]);
-    /// armed on the first poll that finds the handler busy, `None` once the head went out.
-    hold: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether the head may still be held (resumable streams, before their first chunk).
-    may_hold: bool,
+    /// How long a head that is only the priming event waits for company ([`HEAD_HOLD`]);
+    /// taken on the first poll that finds the handler busy, dropped once the head went out.
+    hold: Option<Hold>,
+    /// The clock to hold by while the head may still be held (resumable streams, before their
+    /// first chunk).
+    hold_clock: Option<Arc<HoldClock>>,
     cancel_on_disconnect: Option<CancellationToken>,
     keep_alive: Duration,
     /// Armed only once the body has to wait: a call answered at once never touches the timer.
@@ -277,13 +280,14 @@ impl CallStream {
         retry_ms: u64,
         keep_alive: Duration,
         shutdown: CancellationToken,
+        hold_clock: &Arc<HoldClock>,
     ) -> Self {
         let mut head = Vec::with_capacity(256);
         let seq = store.push(Bytes::new());
         write_event(&mut head, Some((store.id, seq)), b"");
         write_retry(&mut head, retry_ms);
         let mut stream = Self::new(Some(store), head, work, outgoing, None, keep_alive, shutdown);
-        stream.may_hold = true;
+        stream.hold_clock = Some(hold_clock.clone());
         stream
     }
 
@@ -317,7 +321,7 @@ impl CallStream {
             store,
             head,
             hold: None,
-            may_hold: false,
+            hold_clock: None,
             cancel_on_disconnect,
             keep_alive,
             ticker: None,
@@ -344,14 +348,11 @@ impl CallStream {
     /// Whether a head that is only the priming event should wait a little longer for the
     /// handler ([`HEAD_HOLD`]); arms the hold on first use.
     fn holds_head(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.may_hold {
-            return false;
-        }
-        let hold = self.hold.get_or_insert_with(|| Box::pin(tokio::time::sleep(HEAD_HOLD)));
-        if hold.as_mut().poll(cx).is_pending() {
+        let Some(clock) = &self.hold_clock else { return false };
+        if !self.hold.get_or_insert_with(|| clock.hold()).poll_over(cx) {
             return true;
         }
-        self.may_hold = false;
+        self.hold_clock = None;
         self.hold = None;
         false
     }
@@ -427,6 +428,9 @@ impl futures_util::Stream for CallStream {
             return Poll::Pending;
         }
         if !out.is_empty() {
+            // The head goes out: nothing to hold any more.
+            this.hold_clock = None;
+            this.hold = None;
             return Poll::Ready(Some(Bytes::from(out)));
         }
         if this.ended {
