@@ -3,16 +3,21 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use taskwire_protocol::lines::{LineRead, read_line, trim_line};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::mpsc;
+use tokio::io::BufReader;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStdout};
+use tokio::sync::Notify;
 
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, lock};
 
 /// The longest line read from the server (4 MiB, as the server side accepts).
 const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many bytes may wait for a slow server to read its input before senders wait too.
+const OUTBOX_LIMIT: usize = 1024 * 1024;
 
 /// What to start: a program and its arguments (never through a shell).
 #[derive(Clone, Debug)]
@@ -32,17 +37,34 @@ impl StdioCommand {
     }
 }
 
+/// The child's input. A message is written by the task that sends it when nothing is queued
+/// before it (one `write`, no hand-over to another task); while the pipe is full, messages queue
+/// in order and a task writes them out as the child reads.
 pub(crate) struct StdioLink {
-    outgoing: mpsc::Sender<Vec<u8>>,
+    input: Arc<Input>,
+}
+
+struct Input {
+    pipe: pipe::Sender,
+    outbox: Mutex<Outbox>,
+    /// Signalled as the queue drains, for senders waiting on a full one.
+    drained: Notify,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queued: Vec<u8>,
+    /// A task is writing the queue out; new messages go behind it.
+    draining: bool,
+    /// Writing failed: the child is gone.
+    broken: bool,
 }
 
 /// The halves of the child's I/O, started once the client exists.
 pub(crate) struct StdioIo {
     child: Child,
     group: ProcessGroup,
-    stdin: ChildStdin,
     stdout: ChildStdout,
-    outgoing: mpsc::Receiver<Vec<u8>>,
     name: String,
 }
 
@@ -65,32 +87,94 @@ impl StdioLink {
             return Err(ClientError::Connect(format!("{name} has no standard input or output")));
         };
         let group = ProcessGroup(child.id());
-        let (tx, rx) = mpsc::channel(1024);
-        Ok((StdioLink { outgoing: tx }, StdioIo { child, group, stdin, stdout, outgoing: rx, name }))
+        let pipe = stdin
+            .into_owned_fd()
+            .and_then(pipe::Sender::from_owned_fd)
+            .map_err(|e| ClientError::Connect(format!("cannot drive the input of {name}: {e}")))?;
+        let input = Arc::new(Input { pipe, outbox: Mutex::default(), drained: Notify::new() });
+        Ok((StdioLink { input }, StdioIo { child, group, stdout, name }))
     }
 
     pub(crate) async fn send(&self, mut message: Vec<u8>) -> Result<(), ClientError> {
         message.push(b'\n');
-        self.outgoing.send(message).await.map_err(|_| ClientError::Closed("the server process has exited".into()))
+        let input = &self.input;
+        loop {
+            let drained = input.drained.notified();
+            {
+                let mut outbox = lock(&input.outbox);
+                if outbox.broken {
+                    return Err(gone());
+                }
+                if !outbox.draining {
+                    let written = match input.pipe.try_write(&message) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                        Err(_) => {
+                            outbox.broken = true;
+                            return Err(gone());
+                        }
+                    };
+                    if written < message.len() {
+                        outbox.queued.extend_from_slice(&message[written..]);
+                        outbox.draining = true;
+                        tokio::spawn(drain(input.clone()));
+                    }
+                    return Ok(());
+                }
+                if outbox.queued.len() < OUTBOX_LIMIT {
+                    outbox.queued.extend_from_slice(&message);
+                    return Ok(());
+                }
+            }
+            drained.await;
+        }
     }
 }
 
-impl StdioIo {
-    /// Starts the reader and the writer. The reader holds only a weak reference to the client,
-    /// so dropping the last [`Client`] ends the writer, closes the child's input and kills it.
-    pub(crate) fn start(self, client: Client) {
-        let StdioIo { mut child, group, mut stdin, stdout, mut outgoing, name } = self;
-        tokio::spawn(async move {
-            while let Some(first) = outgoing.recv().await {
-                let mut buf = first;
-                while let Ok(more) = outgoing.try_recv() {
-                    buf.extend_from_slice(&more);
-                }
-                if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
-                    break;
-                }
+/// `write_all` through a shared reference (the senders try writes of their own on it).
+async fn write_all(pipe: &pipe::Sender, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        pipe.writable().await?;
+        match pipe.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn gone() -> ClientError {
+    ClientError::Closed("the server process has exited".into())
+}
+
+/// Writes the queue out as the child reads it, then hands writing back to the senders.
+async fn drain(input: Arc<Input>) {
+    loop {
+        let chunk = {
+            let mut outbox = lock(&input.outbox);
+            if outbox.queued.is_empty() {
+                outbox.draining = false;
+                break;
             }
-        });
+            std::mem::take(&mut outbox.queued)
+        };
+        let written = write_all(&input.pipe, &chunk).await;
+        input.drained.notify_waiters();
+        if written.is_err() {
+            lock(&input.outbox).broken = true;
+            break;
+        }
+    }
+    input.drained.notify_waiters();
+}
+
+impl StdioIo {
+    /// Starts the reader. It holds only a weak reference to the client, so dropping the last
+    /// [`Client`] closes the child's input (a draining task holds it only until the queue is
+    /// written) and ends the child.
+    pub(crate) fn start(self, client: Client) {
+        let StdioIo { mut child, group, stdout, name } = self;
         let weak = std::sync::Arc::downgrade(&client.shared);
         drop(client);
         tokio::spawn(async move {
