@@ -137,35 +137,33 @@ mod tests {
         assert!(matches!(next(&slot).await, CallEvent::Done(Ok(raw)) if raw.get() == "{}"), "the first answer counts");
     }
 
-    #[tokio::test]
-    async fn a_full_slot_makes_the_link_wait_until_a_message_is_taken() {
+    /// A slot holding as many messages as it takes, and a link trying to deliver one more.
+    async fn full_slot_and_a_waiting_link() -> (Arc<CallSlot>, tokio::task::JoinHandle<Result<(), Incoming>>) {
         let slot = Arc::new(CallSlot::default());
         for n in 0..EVENT_BUFFER {
             slot.deliver(note(n)).await.unwrap();
         }
         let waiting = tokio::spawn({
             let slot = slot.clone();
-            async move { slot.deliver(note(EVENT_BUFFER)).await.is_ok() }
+            async move { slot.deliver(note(EVENT_BUFFER)).await }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "a full slot took one more message");
+        (slot, waiting)
+    }
+
+    #[tokio::test]
+    async fn a_full_slot_makes_the_link_wait_until_a_message_is_taken() {
+        let (slot, waiting) = full_slot_and_a_waiting_link().await;
         assert!(matches!(next(&slot).await, CallEvent::Incoming(m) if m.method() == "n0"));
-        assert!(waiting.await.unwrap(), "the waiting message was not taken once there was room");
+        assert!(waiting.await.unwrap().is_ok(), "the waiting message was not taken once there was room");
     }
 
     #[tokio::test]
     async fn a_forgotten_call_gives_messages_back_and_frees_a_waiting_link() {
-        let slot = Arc::new(CallSlot::default());
-        for n in 0..EVENT_BUFFER {
-            slot.deliver(note(n)).await.unwrap();
-        }
-        let waiting = tokio::spawn({
-            let slot = slot.clone();
-            async move { slot.deliver(note(EVENT_BUFFER)).await.is_err() }
-        });
-        tokio::task::yield_now().await;
+        let (slot, waiting) = full_slot_and_a_waiting_link().await;
         slot.forget();
-        assert!(waiting.await.unwrap(), "the waiting message was not given back");
+        assert!(waiting.await.unwrap().is_err(), "the waiting message was not given back");
         assert!(slot.deliver(note(0)).await.is_err());
     }
 }
