@@ -23,7 +23,7 @@ mod slot;
 mod sse;
 mod stdio;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -227,7 +227,7 @@ impl Client {
         let shared = Shared {
             link,
             next_id: AtomicI64::new(1),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
             incoming,
             closed: OnceLock::new(),
             closed_signal: tokio::sync::Notify::new(),

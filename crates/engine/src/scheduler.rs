@@ -13,7 +13,9 @@
 //! most one turn per free slot. State is one mutex held for map updates only, never across an
 //! `.await`; a tool with no limits never touches it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

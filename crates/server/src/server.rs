@@ -5,7 +5,7 @@
 //! 2026-07-28 `_meta` and HTTP headers), and [`Server::run`] is the `'static` future that does
 //! the work and produces the [`Reply`].
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -232,7 +232,7 @@ impl ServerBuilder {
                 passthrough: self.passthrough,
                 callback_guard: self.callback_guard,
                 sealer: StateSealer::random(),
-                subscribers: Mutex::new(HashMap::new()),
+                subscribers: Mutex::new(HashMap::default()),
             }),
         };
         if let Some(engine) = &server.inner.engine {

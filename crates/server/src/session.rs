@@ -1,6 +1,8 @@
 //! Connection-scoped state of the handshake era, and the channel messages leave through.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 

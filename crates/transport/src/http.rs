@@ -121,7 +121,7 @@ impl Default for HttpConfig {
 struct Shared {
     server: Server,
     config: HttpConfig,
-    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    sessions: Mutex<foldhash::HashMap<String, Arc<HttpSession>>>,
     shutdown: CancellationToken,
     /// The clock resumable streams hold their head by.
     hold_clock: Arc<hold::HoldClock>,
@@ -204,7 +204,7 @@ pub fn router(server: Server, config: HttpConfig) -> Router {
 pub fn router_with_shutdown(server: Server, config: HttpConfig, shutdown: CancellationToken) -> Router {
     let path = config.path.clone();
     let hold_clock = hold::HoldClock::new(sse::HEAD_HOLD);
-    let shared = Arc::new(Shared { server, config, sessions: Mutex::new(HashMap::new()), shutdown, hold_clock });
+    let shared = Arc::new(Shared { server, config, sessions: Mutex::default(), shutdown, hold_clock });
     Router::new().route(&path, any(endpoint)).with_state(shared)
 }
 
