@@ -97,37 +97,46 @@ impl StdioLink {
 
     pub(crate) async fn send(&self, mut message: Vec<u8>) -> Result<(), ClientError> {
         message.push(b'\n');
-        let input = &self.input;
         loop {
-            let drained = input.drained.notified();
-            {
-                let mut outbox = lock(&input.outbox);
-                if outbox.broken {
-                    return Err(gone());
-                }
-                if !outbox.draining {
-                    let written = match input.pipe.try_write(&message) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                        Err(_) => {
-                            outbox.broken = true;
-                            return Err(gone());
-                        }
-                    };
-                    if written < message.len() {
-                        outbox.queued.extend_from_slice(&message[written..]);
-                        outbox.draining = true;
-                        tokio::spawn(drain(input.clone()));
-                    }
-                    return Ok(());
-                }
-                if outbox.queued.len() < OUTBOX_LIMIT {
-                    outbox.queued.extend_from_slice(&message);
-                    return Ok(());
-                }
+            // Made before the offer: a drain finishing in between still wakes this sender.
+            let drained = self.input.drained.notified();
+            if self.input.offer(&message)? {
+                return Ok(());
             }
             drained.await;
         }
+    }
+}
+
+impl Input {
+    /// Writes `message` now when nothing is queued before it (queueing what the pipe did not
+    /// take, behind a drain task), else queues it; `false` when the queue is full.
+    fn offer(self: &Arc<Self>, message: &[u8]) -> Result<bool, ClientError> {
+        let mut outbox = lock(&self.outbox);
+        if outbox.broken {
+            return Err(gone());
+        }
+        if outbox.draining {
+            if outbox.queued.len() >= OUTBOX_LIMIT {
+                return Ok(false);
+            }
+            outbox.queued.extend_from_slice(message);
+            return Ok(true);
+        }
+        let written = match self.pipe.try_write(message) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                outbox.broken = true;
+                return Err(gone());
+            }
+        };
+        if written < message.len() {
+            outbox.queued.extend_from_slice(&message[written..]);
+            outbox.draining = true;
+            tokio::spawn(drain(self.clone()));
+        }
+        Ok(true)
     }
 }
 
