@@ -3,14 +3,16 @@
 # machine is doing, which wall-clock figures on this kind of machine are not (NOTES.md,
 # "Run-to-run variance"). Use it to decide whether a change to the request path helps.
 #
-#   bench/callgrind.sh [stateless|session|modern|stdio|proxy ...]     (default: the first four)
+#   bench/callgrind.sh [stateless|session|modern|stdio|proxy|tasks ...]     (default: the first four)
 #
 # Builds target/release/taskwire-fixtures, starts it under callgrind with counting on, warms it up,
 # zeroes the counters, drives `wrk -c1` for 3 s, dumps, and divides the instructions by the calls.
 # `stdio` runs the peers' `stdiobench` (one call at a time) twice, for 1,000 and 3,000 calls, and
 # divides the difference by 2,000, so start-up and shutdown cancel out. `proxy` counts the gateway
 # alone: `taskwire proxy --http` under callgrind in front of `taskwire-fixtures --stdio` (which runs
-# uncounted), session mode, as the harness's gateway section measures it.
+# uncounted), session mode, as the harness's gateway section measures it. `tasks` counts a zero-work
+# task on the 2026-07-28 extension (`tools/call zero` becoming a task, its creation and completion
+# in the in-memory store), as the harness's creation rounds drive it.
 # BIN=path (and CLI=path for `proxy`) measures another build (an A/B against an older commit).
 # Prints one line per mode: `mode instructions/call calls`. With KEEP=DIR, each mode's profile is
 # kept as DIR/MODE.callgrind for `callgrind_annotate --inclusive=yes`. Needs valgrind and wrk.
@@ -50,13 +52,13 @@ for mode in "${modes[@]}"; do
   fi
   cmd=("$bin" --http 127.0.0.1:$port)
   case $mode in
-    stateless | modern) cmd+=(--stateless) ;;
+    stateless | modern | tasks) cmd+=(--stateless) ;;
     proxy) cmd=("$cli" proxy --http 127.0.0.1:$port --store memory -- "$bin" --stdio) ;;
   esac
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "${cmd[@]}" 2>"$work/valgrind.log" &
   server=$!
   for _ in $(seq 600); do curl -s -o /dev/null -m 1 "$url" && break; sleep 0.1; done
-  sid="" version=2025-06-18 modern=0
+  sid="" version=2025-06-18 modern=0 tool=echo tasks=0
   case $mode in
     session | proxy)
       version=2025-11-25
@@ -69,10 +71,11 @@ for mode in "${modes[@]}"; do
         -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
       ;;
     modern) modern=1 ;;
+    tasks) modern=1 tool=zero tasks=1 ;;
     stateless) ;;
-    *) echo "unknown mode $mode (stateless, session, modern, stdio or proxy)" >&2; exit 2 ;;
+    *) echo "unknown mode $mode (stateless, session, modern, stdio, proxy or tasks)" >&2; exit 2 ;;
   esac
-  export TOOL=echo SID=$sid MODERN=$modern VERSION=$version
+  export TOOL=$tool SID=$sid MODERN=$modern VERSION=$version TASKS=$tasks
   wrk -t1 -c1 -d1s -s bench/load/call.lua "$url" >/dev/null
   callgrind_control -z "$server" >/dev/null 2>&1
   calls=$(wrk -t1 -c1 -d3s -s bench/load/call.lua "$url" | awk -F'[ =]' '/^RESULT/{for(i=1;i<=NF;i++) if($i=="n") print $(i+1)}')

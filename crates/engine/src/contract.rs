@@ -343,30 +343,46 @@ pub async fn illegal_transitions_are_refused(store: &dyn TaskStore) {
     assert_eq!(store.update(&TaskId::random(), Update::status(TaskStatus::Completed), 5_003).await, Ok(None));
 }
 
-/// Listings show the caller's tasks only, oldest first, in pages that join up exactly.
+/// Listings show the caller's tasks only, oldest first (ties by id), in pages that join up
+/// exactly. An authenticated caller lists its principal's tasks whatever session created them;
+/// an anonymous one lists its scope's, and never an authenticated caller's of the same scope.
 pub async fn listings_are_scoped_and_paginated(store: &dyn TaskStore) {
-    let alice = Owner { principal: Some(format!("alice-{}", TaskId::random().as_str())), scope: "x".into() };
-    let bob = Owner { principal: Some(format!("bob-{}", TaskId::random().as_str())), scope: "x".into() };
-    let mut mine = Vec::new();
+    let unique = TaskId::random();
+    let scope = format!("x-{}", unique.as_str());
+    let alice = Owner { principal: Some(format!("alice-{}", unique.as_str())), scope: scope.clone() };
+    let alice_elsewhere = Owner { principal: alice.principal.clone(), scope: format!("y-{}", unique.as_str()) };
+    let bob = Owner { principal: Some(format!("bob-{}", unique.as_str())), scope: scope.clone() };
+    let anonymous = Owner::anonymous(scope.clone());
+    let mut expected: std::collections::HashMap<&str, Vec<(u64, TaskId)>> = Default::default();
     for i in 0..7 {
-        let r = sample_record(&alice, 10_000 + i);
-        store.create(r.clone()).await.expect("create");
-        mine.push(r.id);
-        store.create(sample_record(&bob, 10_000 + i)).await.expect("create");
-    }
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.list(&alice, cursor.as_deref(), 3).await.expect("list");
-        assert!(page.tasks.len() <= 3);
-        assert!(page.tasks.iter().all(|t| t.owner == alice), "another owner's task listed");
-        seen.extend(page.tasks.into_iter().map(|t| t.id));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
+        // Two of each caller's tasks share a creation time, so pages must break ties by id.
+        let at = 10_000 + i / 2;
+        for (name, owner) in [("alice", &alice), ("alice", &alice_elsewhere), ("bob", &bob), ("anonymous", &anonymous)]
+        {
+            let r = sample_record(owner, at);
+            store.create(r.clone()).await.expect("create");
+            expected.entry(name).or_default().push((at, r.id));
         }
     }
-    assert_eq!(seen, mine);
+    for (name, caller) in [("alice", &alice_elsewhere), ("bob", &bob), ("anonymous", &anonymous)] {
+        let mut mine = expected.remove(name).expect("created above");
+        mine.sort();
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.list(caller, cursor.as_deref(), 3).await.expect("list");
+            assert!(page.tasks.len() <= 3);
+            assert!(page.tasks.iter().all(|t| t.owner.lists_for(caller)), "another caller's task listed to {name}");
+            seen.extend(page.tasks.into_iter().map(|t| (t.created_at_ms, t.id)));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, mine, "{name}'s listing");
+    }
+    let stranger = Owner::anonymous(format!("z-{}", unique.as_str()));
+    assert!(store.list(&stranger, None, 10).await.expect("list").tasks.is_empty());
 }
 
 /// Records past their TTL are reported and can be deleted.

@@ -5,11 +5,14 @@
 //! * records live in [`Records`], a map split into shards that grow one at a time. One map
 //!   doubling at a million records moved ~400 MB under the store's lock, a 160–460 ms stall for
 //!   every caller (bench/NOTES.md);
-//! * every lookup a background job makes has an ordered index of its own: listings
-//!   (`by_creation`), the TTL sweeper (`by_expiry`), crash recovery (`by_lease`, which
-//!   replaced a scan of every record once a second) and webhook deliveries (`deliveries_due`).
+//! * every lookup has an ordered index of its own: listings (`by_lister`, one caller's tasks in
+//!   creation order, so a page costs the page and not every retained record), the TTL sweeper
+//!   (`by_expiry`), crash recovery (`by_lease`, which replaced a scan of every record once a
+//!   second) and webhook deliveries (`deliveries_due`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use crate::outbox::{Delivery, DeliveryState, Settlement};
@@ -35,7 +38,10 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct MemoryInner {
     tasks: Records,
-    by_creation: BTreeSet<(u64, TaskId)>,
+    /// Records by who lists them ([`lister_of`]), then in creation order: a listing reads its
+    /// caller's range from the cursor on. (A single creation-ordered set, filtered by owner,
+    /// walked every retained record under the lock for each page.)
+    by_lister: BTreeSet<ListingKey>,
     /// Records with a TTL by expiry: the sweeper reads the front instead of scanning every
     /// record under the lock each second (that scan was the p99 spike with many retained tasks).
     by_expiry: BTreeSet<(u64, TaskId)>,
@@ -100,6 +106,25 @@ impl Records {
     }
 }
 
+/// A record's place in `by_lister`: its lister ([`lister_of`]), creation time and id.
+type ListingKey = (u64, u64, TaskId);
+
+fn listing_key(r: &TaskRecord) -> ListingKey {
+    (lister_of(&r.owner), r.created_at_ms, r.id.clone())
+}
+
+/// Who lists a record, as a number: a hash of its principal when authenticated, else of its
+/// scope (the caller [`Owner::lists_for`] admits). A number rather than [`Owner::key`]'s text
+/// keeps an allocation and string comparisons off every creation; a listing skips the rare
+/// record of another lister whose hash is equal.
+fn lister_of(owner: &Owner) -> u64 {
+    const HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x7461_736b_7769_7265);
+    match &owner.principal {
+        Some(principal) => HASHER.hash_one((true, principal)),
+        None => HASHER.hash_one((false, &owner.scope)),
+    }
+}
+
 /// Where an unfinished record sits in `by_lease`: the end of its lease, 0 when it has none (it
 /// may be claimed at once, as [`is_orphan`] says). Finished records are not indexed.
 fn lease_slot(r: &TaskRecord) -> Option<u64> {
@@ -131,7 +156,7 @@ impl MemoryInner {
         for d in self.deliveries_by_task.remove(r.id.as_str()).unwrap_or_default() {
             self.take_delivery(&d);
         }
-        self.by_creation.remove(&(r.created_at_ms, r.id.clone()));
+        self.by_lister.remove(&listing_key(&r));
         if let Some(expiry) = r.expires_at_ms() {
             self.by_expiry.remove(&(expiry, r.id.clone()));
         }
@@ -208,7 +233,7 @@ impl TaskStore for MemoryStore {
                     inner.remove(&stale);
                 }
             }
-            inner.by_creation.insert((record.created_at_ms, record.id.clone()));
+            inner.by_lister.insert(listing_key(&record));
             if let Some(expiry) = record.expires_at_ms() {
                 inner.by_expiry.insert((expiry, record.id.clone()));
             }
@@ -260,15 +285,15 @@ impl TaskStore for MemoryStore {
         limit: usize,
     ) -> BoxFuture<'a, Result<Page, StoreError>> {
         let inner = self.lock();
-        let start = cursor.and_then(decode_cursor);
+        let lister = lister_of(caller);
+        let from = match cursor.and_then(decode_cursor) {
+            Some((ms, id)) => Bound::Excluded((lister, ms, id)),
+            None => Bound::Included((lister, 0, TaskId::from_wire(""))),
+        };
         let mut tasks = Vec::with_capacity(limit.min(128));
         let mut more = false;
-        let range = inner.by_creation.iter().filter(|key| start.as_ref().is_none_or(|s| *key > s));
-        for (_, id) in range {
-            let Some(record) = inner.tasks.get(id) else { continue };
-            if !record.owner.lists_for(caller) {
-                continue;
-            }
+        for (_, _, id) in inner.by_lister.range((from, Bound::Unbounded)).take_while(|(l, ..)| *l == lister) {
+            let Some(record) = inner.tasks.get(id).filter(|r| r.owner.lists_for(caller)) else { continue };
             if tasks.len() == limit {
                 more = true;
                 break;

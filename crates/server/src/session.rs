@@ -79,10 +79,17 @@ impl Session {
 
     /// What scopes unauthenticated task listings: the session id, or a unique value for a
     /// session without one (so that its tasks are listed to nobody else).
+    ///
+    /// The unique value starts with the time, as task ids do: every sessionless request (the
+    /// whole 2026-07-28 wire) has a scope of its own, and the durable store indexes tasks by
+    /// scope, so random scopes would put each creation on a random page of that index (a page
+    /// written per task; ordered ones share the index's last page).
     pub fn scope(&self) -> &str {
         match &self.id {
             Some(id) => id,
-            None => self.lazy_scope.get_or_init(|| format!("anonymous-{}", uuid::Uuid::new_v4().simple())),
+            None => self.lazy_scope.get_or_init(|| {
+                format!("anonymous-{:012x}{}", taskwire_engine::now_ms(), uuid::Uuid::new_v4().simple())
+            }),
         }
     }
 

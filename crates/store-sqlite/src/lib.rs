@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_holder     TEXT,              -- the engine running the work
     lease_until_ms   INTEGER            -- past this, the work is presumed dead
 ) STRICT;
--- Listings: one owner's tasks in creation order.
+-- Listings (replaced in version 4 by one index per kind of caller).
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (principal, scope, created_at_ms, id);
 -- The sweeper: what has expired.
 CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
@@ -134,9 +134,22 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON webhook_deliveries (next_attempt_ms
 CREATE INDEX IF NOT EXISTS deliveries_by_task ON webhook_deliveries (task_id);
 "#;
 
+/// Version 4 indexes listings by the caller they are for: an authenticated caller lists its
+/// principal's tasks, an anonymous one its scope's (`Owner::lists_for`). The index it replaces,
+/// `(principal, scope, created_at_ms, id)`, could serve neither in creation order, so every
+/// listing page sorted all of the caller's tasks (an anonymous caller's: every anonymous task in
+/// the store) in a temporary B-tree. Each task has an entry in exactly one of the two.
+const LISTINGS: &str = r#"
+DROP INDEX IF EXISTS tasks_by_owner;
+-- An authenticated caller's listing: its principal's tasks in creation order.
+CREATE INDEX IF NOT EXISTS tasks_by_principal ON tasks (principal, created_at_ms, id) WHERE principal IS NOT NULL;
+-- An anonymous caller's listing: its session's or connection's tasks in creation order.
+CREATE INDEX IF NOT EXISTS tasks_by_scope ON tasks (scope, created_at_ms, id) WHERE principal IS NULL;
+"#;
+
 /// The schema version this code writes (`PRAGMA user_version`). A database of another version
 /// is refused with a message rather than misread; older versions are upgraded in place.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
                        poll_interval_ms, result, error, input_requests, attempt, cancel_requested, arguments, wire, \
@@ -340,10 +353,11 @@ fn migrate(conn: &Connection) -> Result<(), String> {
             }
             // A v1 schema, then every upgrade: one path for new and old files.
             conn.execute_batch(SCHEMA).map_err(|e| format!("cannot create the schema: {e}"))?;
-            &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS)]
+            &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS)]
         }
-        1 => &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS)],
-        2 => &[(3, WEBHOOKS)],
+        1 => &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS)],
+        2 => &[(3, WEBHOOKS), (4, LISTINGS)],
+        3 => &[(4, LISTINGS)],
         SCHEMA_VERSION => &[],
         other => {
             return Err(format!(
@@ -503,6 +517,22 @@ fn renew_each(
     Ok(n)
 }
 
+/// The listing query for a caller (`?1` its principal when `authenticated`, else its scope;
+/// `?2` the page size), from the start or past a cursor (`?3`, `?4`). Each form reads one range
+/// of the caller's listing index in order (`LISTINGS`); a single query with `principal IS ?1 AND
+/// (?1 IS NOT NULL OR scope = ?2)` could use neither, and sorted instead.
+fn listing_sql(authenticated: bool, after_cursor: bool) -> &'static str {
+    static FORMS: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+        let form = |i: usize| {
+            let caller = if i & 2 != 0 { "principal = ?1" } else { "principal IS NULL AND scope = ?1" };
+            let after = if i & 1 != 0 { " AND (created_at_ms, id) > (?3, ?4)" } else { "" };
+            format!("SELECT {COLUMNS} FROM tasks WHERE {caller}{after} ORDER BY created_at_ms, id LIMIT ?2")
+        };
+        [form(0), form(1), form(2), form(3)]
+    });
+    &FORMS[usize::from(authenticated) * 2 + usize::from(after_cursor)]
+}
+
 fn select_one(conn: &Connection, id: &str) -> rusqlite::Result<Option<TaskRecord>> {
     conn.prepare_cached(&SELECT_TASK)?.query_row([id], record_from_row).optional()
 }
@@ -574,16 +604,17 @@ impl TaskStore for SqliteStore {
         Box::pin(async move {
             let mut tasks = self
                 .read(move |conn| {
-                    // Authenticated callers see their principal's tasks; anonymous ones, their scope's.
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM tasks WHERE principal IS ?1 AND (?1 IS NOT NULL OR scope = ?2) \
-                         AND (?3 IS NULL OR (created_at_ms, id) > (?3, ?4)) ORDER BY created_at_ms, id LIMIT ?5"
-                    ))?;
-                    let (after_ms, after_id) = after.unzip();
-                    let rows = stmt.query_map(
-                        params![caller.principal, caller.scope, after_ms, after_id, (limit + 1) as i64],
-                        record_from_row,
-                    )?;
+                    let lister = match &caller.principal {
+                        Some(principal) => principal,
+                        None => &caller.scope,
+                    };
+                    let mut stmt = conn.prepare_cached(listing_sql(caller.principal.is_some(), after.is_some()))?;
+                    let rows = match &after {
+                        Some((ms, id)) => {
+                            stmt.query_map(params![lister, (limit + 1) as i64, ms, id], record_from_row)?
+                        }
+                        None => stmt.query_map(params![lister, (limit + 1) as i64], record_from_row)?,
+                    };
                     rows.collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .await?;
@@ -768,5 +799,35 @@ pub fn open_spec(spec: &str) -> Result<Arc<dyn taskwire_engine::TaskStore>, Stri
             Ok(Arc::new(SqliteStore::open(path, SqliteConfig::default()).map_err(|e| format!("{spec}: {e}"))?))
         }
         _ => Err(format!("{spec:?} is not understood: use memory or sqlite:PATH (e.g. sqlite:tasks.db)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listing form reads its caller's index range in order: no scan of other callers'
+    /// tasks and no sort, however many tasks the store retains.
+    #[test]
+    fn listings_read_one_index_range_in_order() {
+        let dir = std::env::temp_dir().join(format!("taskwire-plan-{}", TaskId::random().as_str()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tasks.db");
+        let _store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        for (authenticated, index) in [(true, "tasks_by_principal"), (false, "tasks_by_scope")] {
+            for after_cursor in [false, true] {
+                let sql = listing_sql(authenticated, after_cursor);
+                // NULL for every parameter: the plan does not depend on their values.
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let nulls = rusqlite::params_from_iter(vec![rusqlite::types::Null; stmt.parameter_count()]);
+                let plan: Vec<String> =
+                    stmt.query_map(nulls, |row| row.get(3)).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+                let plan = plan.join(" / ");
+                assert!(plan.contains(&format!("USING INDEX {index}")), "{sql}: {plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{sql} sorts: {plan}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
