@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use taskwire_engine::contract::sample_record;
-use taskwire_engine::{MemoryStore, Owner, TaskStore, now_ms};
+use taskwire_engine::{MemoryStore, Owner, TaskId, TaskStore, now_ms};
 
 fn usage() -> ! {
     eprintln!("usage: retained_creations ROUNDS PER_ROUND");
@@ -27,13 +27,16 @@ async fn main() {
     let rounds: usize = rounds.parse().unwrap_or_else(|_| usage());
     let per_round: usize = per_round.parse().unwrap_or_else(|_| usage());
     let store = MemoryStore::new();
-    let owner = Owner::anonymous("bench");
     let mut waits = Vec::with_capacity(per_round);
     for round in 1..=rounds {
         waits.clear();
         let started = Instant::now();
         for _ in 0..per_round {
-            let record = sample_record(&owner, now_ms());
+            // A scope of its own per creation, time first, as each sessionless HTTP request has
+            // (`Session::scope`): the harness's creation rounds are such requests.
+            let now = now_ms();
+            let owner = Owner::anonymous(format!("anonymous-{now:012x}{}", TaskId::random().as_str()));
+            let record = sample_record(&owner, now);
             let start = Instant::now();
             store.create(record).await.expect("create");
             waits.push(start.elapsed().as_micros() as u64);
