@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use taskwire_engine::contract::sample_record;
-use taskwire_engine::{MemoryStore, Owner, TaskId, TaskStore, now_ms};
+use taskwire_engine::{MemoryStore, Owner, TaskStore, now_ms, time_ordered_unique};
 
 fn usage() -> ! {
     eprintln!("usage: retained_creations ROUNDS PER_ROUND");
@@ -34,9 +34,8 @@ async fn main() {
         for _ in 0..per_round {
             // A scope of its own per creation, time first, as each sessionless HTTP request has
             // (`Session::scope`): the harness's creation rounds are such requests.
-            let now = now_ms();
-            let owner = Owner::anonymous(format!("anonymous-{now:012x}{}", TaskId::random().as_str()));
-            let record = sample_record(&owner, now);
+            let owner = Owner::anonymous(format!("anonymous-{}", time_ordered_unique()));
+            let record = sample_record(&owner, now_ms());
             let start = Instant::now();
             store.create(record).await.expect("create");
             waits.push(start.elapsed().as_micros() as u64);

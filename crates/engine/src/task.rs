@@ -20,10 +20,24 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(String);
 
+/// A unique value that sorts by the time it was made: 12 hex digits of the time in milliseconds,
+/// then a UUIDv4 (122 random bits). Task ids are made of it, and so are the scopes of
+/// sessionless requests: values a store indexes, whose new entries belong at the index's end.
+///
+/// ```
+/// let (a, b) = (taskwire_engine::time_ordered_unique(), taskwire_engine::time_ordered_unique());
+/// assert_eq!(a.len(), 44);
+/// assert_ne!(a, b);
+/// assert!(a[..12] <= b[..12]);
+/// ```
+pub fn time_ordered_unique() -> String {
+    format!("{:012x}{}", now_ms(), uuid::Uuid::new_v4().simple())
+}
+
 impl TaskId {
-    /// A fresh random id.
+    /// A fresh random id ([`time_ordered_unique`]).
     pub fn random() -> Self {
-        Self(format!("{:012x}{}", now_ms(), uuid::Uuid::new_v4().simple()))
+        Self(time_ordered_unique())
     }
 
     /// Wraps an id received from a client (any string; unknown ids simply are not found).

@@ -87,9 +87,7 @@ impl Session {
     pub fn scope(&self) -> &str {
         match &self.id {
             Some(id) => id,
-            None => self.lazy_scope.get_or_init(|| {
-                format!("anonymous-{:012x}{}", taskwire_engine::now_ms(), uuid::Uuid::new_v4().simple())
-            }),
+            None => self.lazy_scope.get_or_init(|| format!("anonymous-{}", taskwire_engine::time_ordered_unique())),
         }
     }
 
@@ -213,4 +211,28 @@ impl Session {
 /// single map or field update that cannot leave the data half-written.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session without an id gets a scope of its own that starts with the time it was made (so
+    /// a store's scope index takes it at its end), and keeps it; a session with an id is scoped
+    /// by its id.
+    #[test]
+    fn sessionless_scopes_are_unique_and_start_with_the_time() {
+        let before = taskwire_engine::now_ms();
+        let (a, b) = (Session::new(None), Session::new(None));
+        let (scope_a, scope_b) = (a.scope().to_owned(), b.scope().to_owned());
+        let after = taskwire_engine::now_ms();
+        assert_ne!(scope_a, scope_b);
+        assert_eq!(a.scope(), scope_a, "a session's scope never changes");
+        for scope in [&scope_a, &scope_b] {
+            let unique = scope.strip_prefix("anonymous-").expect("an anonymous scope");
+            let made = u64::from_str_radix(&unique[..12], 16).expect("a hex time prefix");
+            assert!((before..=after).contains(&made), "{scope} does not start with its creation time");
+        }
+        assert_eq!(Session::new(Some("sid".into())).scope(), "sid");
+    }
 }

@@ -147,9 +147,13 @@ CREATE INDEX IF NOT EXISTS tasks_by_principal ON tasks (principal, created_at_ms
 CREATE INDEX IF NOT EXISTS tasks_by_scope ON tasks (scope, created_at_ms, id) WHERE principal IS NULL;
 "#;
 
+/// Every upgrade, as (the version it makes, its SQL), in order; a file runs those past its own.
+const UPGRADES: &[(i64, &str)] = &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS)];
+
 /// The schema version this code writes (`PRAGMA user_version`). A database of another version
 /// is refused with a message rather than misread; older versions are upgraded in place.
 const SCHEMA_VERSION: i64 = 4;
+const _: () = assert!(UPGRADES[UPGRADES.len() - 1].0 == SCHEMA_VERSION, "the last upgrade makes SCHEMA_VERSION");
 
 const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
                        poll_interval_ms, result, error, input_requests, attempt, cancel_requested, arguments, wire, \
@@ -343,7 +347,7 @@ impl SqliteStore {
 /// step), or refuses a newer or foreign one.
 fn migrate(conn: &Connection) -> Result<(), String> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| e.to_string())?;
-    let steps: &[(i64, &str)] = match version {
+    let from = match version {
         0 => {
             let has_tables: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
@@ -353,19 +357,16 @@ fn migrate(conn: &Connection) -> Result<(), String> {
             }
             // A v1 schema, then every upgrade: one path for new and old files.
             conn.execute_batch(SCHEMA).map_err(|e| format!("cannot create the schema: {e}"))?;
-            &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS)]
+            1
         }
-        1 => &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS)],
-        2 => &[(3, WEBHOOKS), (4, LISTINGS)],
-        3 => &[(4, LISTINGS)],
-        SCHEMA_VERSION => &[],
+        1..=SCHEMA_VERSION => version,
         other => {
             return Err(format!(
                 "the task store has schema version {other}, this taskwire knows version {SCHEMA_VERSION}; use a matching taskwire"
             ));
         }
     };
-    for (to, sql) in steps {
+    for (to, sql) in UPGRADES.iter().filter(|(to, _)| *to > from) {
         let step = format!("BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;");
         conn.execute_batch(&step).map_err(|e| format!("cannot upgrade the schema to version {to}: {e}"))?;
     }
