@@ -1,7 +1,6 @@
 //! The engine: creates tasks durably, runs their work, carries cancellation and client input to
 //! it, coalesces status messages, and expires tasks after their TTL.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -136,7 +135,7 @@ impl Live {
 struct Inner {
     store: Arc<dyn TaskStore>,
     config: EngineConfig,
-    live: Mutex<HashMap<TaskId, Arc<Live>>>,
+    live: Mutex<foldhash::HashMap<TaskId, Arc<Live>>>,
     /// This engine's identity as a lease holder.
     holder: String,
     resumer: Mutex<Option<Resumer>>,
@@ -178,7 +177,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
-                live: Mutex::new(HashMap::new()),
+                live: Mutex::new(foldhash::HashMap::default()),
                 holder,
                 resumer: Mutex::new(None),
                 scheduler: std::sync::OnceLock::new(),

@@ -21,4 +21,6 @@ pub use memory::MemoryStore;
 pub use outbox::{Delivery, DeliveryState, Settlement};
 pub use scheduler::{Admission, Permit, QueuePosition, Refusal, Scheduler, Snapshot, ToolState};
 pub use store::{Created, Page, StoreError, TaskStore, Update};
-pub use task::{Callback, Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339, time_ordered_unique};
+pub use task::{
+    Callback, Owner, TaskId, TaskRecord, TaskStatus, TaskWire, now_ms, rfc3339, time_ordered_unique, write_rfc3339,
+};

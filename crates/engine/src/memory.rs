@@ -64,12 +64,14 @@ const SHARDS: usize = 64;
 /// A map grows by doubling, which moves every record it holds. Split in 64, each doubling moves
 /// a 64th of the records, and the shards double at different moments.
 struct Records {
-    shards: Box<[HashMap<TaskId, Box<TaskRecord>>]>,
+    /// foldhash, seeded per process, as for the other maps a request touches: SipHash was the
+    /// largest cost of a lookup here.
+    shards: Box<[foldhash::HashMap<TaskId, Box<TaskRecord>>]>,
 }
 
 impl Default for Records {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| HashMap::new()).collect() }
+        Self { shards: (0..SHARDS).map(|_| foldhash::HashMap::default()).collect() }
     }
 }
 

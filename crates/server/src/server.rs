@@ -209,7 +209,8 @@ impl ServerBuilder {
         };
         let tasks = self.engine.is_some();
         let info = Value::Object(self.info.clone());
-        let complete_members = format!(r#""resultType":"complete","_meta":{}"#, json!({ meta::SERVER_INFO: info }));
+        let identity = json!({ meta::SERVER_INFO: info });
+        let complete_members = format!(r#""resultType":"complete","_meta":{identity}"#);
         let server = Server {
             inner: Arc::new(Inner {
                 info: Value::Object(self.info),
@@ -219,6 +220,7 @@ impl ServerBuilder {
                 tools_list: list(false),
                 engine: self.engine,
                 job_control,
+                task_members: format!(r#""resultType":"task","_meta":{identity}"#),
                 complete_members: complete_members.clone(),
                 cacheable_members: format!(r#"{complete_members},"ttlMs":0,"cacheScope":"private""#),
                 tools: self.tools,
@@ -268,6 +270,8 @@ struct Inner {
     subscribers: Mutex<HashMap<String, Vec<Weak<Session>>>>,
     /// `"resultType":"complete","_meta":{serverInfo}`, serialized once.
     complete_members: String,
+    /// The same for an extension `CreateTaskResult` (`"resultType":"task"`).
+    task_members: String,
     /// The same plus the cache hints of cacheable results.
     cacheable_members: String,
 }
@@ -324,10 +328,11 @@ impl Prepared {
 }
 
 /// A `tools/call` result before it is serialized: a handler's output is written straight to
-/// JSON ([`ToolOutput::into_json`]); task creations are built as values.
+/// JSON ([`ToolOutput::into_json`]); a task creation's answer is written whole
+/// ([`Server::creation_answer`]).
 enum CallResult {
     Output(ToolOutput),
-    Value(Value),
+    Answer(String),
 }
 
 /// A request rejected by [`Server::prepare`]: the error and the era it belongs to (which decides
@@ -749,12 +754,7 @@ impl Server {
             if !tasks::declares_tasks(&meta.client_capabilities) {
                 return Err(tasks::tasks_capability_required().into());
             }
-            let (result, raw_result) = self.modern_tasks_method(method, &params, env).await?;
-            let mut json = self.finish_per_request(result, false);
-            if let Some(raw) = &raw_result {
-                tasks::splice_raw(&mut json, "result", raw);
-            }
-            return Ok(json);
+            return self.modern_tasks_method(method, &params, env).await;
         }
         let answers = self.gather_answers(method, &params)?;
         // Kept for a possible InputRequiredResult: the target of the call, and every answer so
@@ -828,6 +828,19 @@ impl Server {
         json
     }
 
+    /// The answer to the call that created a task, in its era's shape: `{"task":{…}}` on
+    /// 2025-11-25, the flat task with `"resultType":"task"` and the server's identity on the
+    /// extension.
+    fn creation_answer(&self, created: &TaskRecord, per_request: bool) -> String {
+        if per_request {
+            let mut json = tasks::task_json(created, tasks::Shape::Extension);
+            tasks::append_members(&mut json, &self.inner.task_members);
+            json
+        } else {
+            tasks::core_create_task_result(created)
+        }
+    }
+
     /// Adds what every 2026-07-28 result carries: `resultType`, the server's identity, and cache
     /// hints on cacheable results.
     fn finish_per_request(&self, mut result: Value, cacheable: bool) -> String {
@@ -895,7 +908,7 @@ impl Server {
                 Ok(finish(Value::Object(list.clone()), true))
             }
             "tools/call" => Ok(match self.call_tool(id, params, env, channel).await? {
-                CallResult::Value(result) => finish(result, false),
+                CallResult::Answer(json) => json,
                 CallResult::Output(out) => self.finish_output(out, era),
             }),
             "resources/list" => {
@@ -1048,7 +1061,7 @@ impl Server {
                 let owner = tasks::owner(&env.principal, Some(env.session.scope()));
                 // Durable create: the id leaves only after the record is stored.
                 let wire = if per_request || as_job { TaskWire::Extension } else { TaskWire::Core };
-                let arguments = Some(Value::Object(args.clone()).to_string());
+                let arguments = serde_json::to_string(&args).ok();
                 let idempotency_key = tasks::idempotency_key(&params)?;
                 let guard = self.inner.callback_guard.as_deref();
                 let callback = webhooks::callback_for(&params, tool, &owner, guard).await?;
@@ -1060,7 +1073,7 @@ impl Server {
                         return Ok(if as_job {
                             CallResult::Output(crate::jobs::job_started(&existing))
                         } else {
-                            CallResult::Value(tasks::create_task_result(&existing, per_request))
+                            CallResult::Answer(self.creation_answer(&existing, per_request))
                         });
                     }
                 };
@@ -1073,15 +1086,18 @@ impl Server {
                 };
                 let ctx = self.context(id, &params, &task_env, channel);
                 ctx.bind_task(handle.clone());
-                let created = handle.created().clone();
+                // Written before the work starts, from the record as created: no copy of it.
+                let answer = if as_job {
+                    CallResult::Output(crate::jobs::job_started(handle.created()))
+                } else {
+                    CallResult::Answer(self.creation_answer(handle.created(), per_request))
+                };
+                let watched = (wire == TaskWire::Core && !as_job).then(|| handle.id().clone());
                 self.spawn_task_work(tool, ctx, args, admission, handle, per_request);
-                if as_job {
-                    return Ok(CallResult::Output(crate::jobs::job_started(&created)));
+                if let Some(task_id) = watched {
+                    tasks::notify_status_changes(engine.clone(), owner, task_id, env.session.clone());
                 }
-                if wire == TaskWire::Core {
-                    tasks::notify_status_changes(engine.clone(), owner, created.id.clone(), env.session.clone());
-                }
-                Ok(CallResult::Value(tasks::create_task_result(&created, per_request)))
+                Ok(answer)
             }
             TaskMode::OnPromotion { ttl_ms } => {
                 self.call_until_promoted(id, tool, params, args, env, channel, admission, ttl_ms).await
@@ -1168,7 +1184,7 @@ impl Server {
         let per_request = matches!(channel, Channel::PerRequest { .. });
         let ctx = self.context(id, &params, &work_env, channel);
         let mut promotion = ctx.allow_promotion();
-        let kept_arguments = tool.controls.inline_deadline.map(|_| Value::Object(args.clone()).to_string());
+        let kept_arguments = tool.controls.inline_deadline.and_then(|_| serde_json::to_string(&args).ok());
         let mut work = {
             let (server, name, ctx, grace) =
                 (self.clone(), tool.name.clone(), ctx.clone(), engine.config().cancel_grace);
@@ -1221,7 +1237,8 @@ impl Server {
         };
         ctx.bind_task(handle.clone());
         let task_token = handle.cancellation_token().clone();
-        let created = handle.created().clone();
+        let answer = self.creation_answer(handle.created(), per_request);
+        let task_id = handle.id().clone();
         let name = tool.name.clone();
         tokio::spawn(async move {
             if let Some(ack) = ack {
@@ -1234,9 +1251,9 @@ impl Server {
             tasks::finish(&handle, &name, outcome, per_request).await;
         });
         if wire == TaskWire::Core {
-            tasks::notify_status_changes(engine.clone(), owner, created.id.clone(), env.session.clone());
+            tasks::notify_status_changes(engine.clone(), owner, task_id, env.session.clone());
         }
-        Ok(CallResult::Value(tasks::create_task_result(&created, per_request)))
+        Ok(CallResult::Answer(answer))
     }
 
     /// Re-runs the work of a task taken over from a dead process, if its tool is retryable: the
@@ -1357,31 +1374,28 @@ impl Server {
                     }
                 };
                 let page = engine.list(&owner, cursor, 100).await.map_err(tasks::engine_error)?;
-                let mut result = json!({"tasks": page.tasks.iter().map(tasks::legacy_task).collect::<Vec<_>>()});
-                if let Some(c) = page.next_cursor {
-                    result["nextCursor"] = json!(c);
-                }
-                result
+                tasks::core_task_list(&page.tasks, page.next_cursor.as_deref())
             }
             "tasks/get" => {
                 let task_id = tasks::task_id_param(&params)?;
                 let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
-                let mut task = tasks::legacy_task(&record);
+                let mut task = tasks::task_json(&record, tasks::Shape::Core);
                 if let Some(meta) = webhooks::delivery_meta(engine, &record).await {
-                    task["_meta"] = meta;
+                    tasks::splice_raw(&mut task, "_meta", &jsonrpc::to_json(&Value::Object(meta)));
                 }
                 task
             }
             "tasks/cancel" => {
                 let task_id = tasks::task_id_param(&params)?;
-                tasks::legacy_task(&engine.cancel(&owner, &task_id).await.map_err(tasks::engine_error)?)
+                let cancelled = engine.cancel(&owner, &task_id).await.map_err(tasks::engine_error)?;
+                tasks::task_json(&cancelled, tasks::Shape::Core)
             }
             _ => {
                 let task_id = tasks::task_id_param(&params)?;
                 return self.legacy_task_result(id, &params, env, version, &owner, &task_id).await;
             }
         };
-        Ok(jsonrpc::to_json(&result))
+        Ok(result)
     }
 
     /// `tasks/result`: waits for the end, relaying the task's input requests to the client as
@@ -1462,23 +1476,25 @@ impl Server {
 
     /// `tasks/get|update|cancel` of the 2026-07-28 tasks extension.
     /// Returns the result object and, for a completed task, its stored result to splice in raw.
-    async fn modern_tasks_method(
-        &self,
-        method: &str,
-        params: &Object,
-        env: &RequestEnv,
-    ) -> Result<(Value, Option<String>), ToolError> {
+    async fn modern_tasks_method(&self, method: &str, params: &Object, env: &RequestEnv) -> Result<String, ToolError> {
         let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
         let owner = tasks::owner(&env.principal, Some(env.session.scope()));
         let task_id = tasks::task_id_param(params)?;
         match method {
             "tasks/get" => {
                 let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
-                let (mut task, raw) = tasks::detailed_task(&record);
-                if let Some(meta) = webhooks::delivery_meta(engine, &record).await {
-                    task["_meta"] = meta;
-                }
-                Ok((task, raw.map(str::to_owned)))
+                let task = tasks::detailed_task(&record);
+                Ok(match webhooks::delivery_meta(engine, &record).await {
+                    None => self.with_per_request_members(task, false),
+                    Some(mut meta) => {
+                        // The deliveries' summary and the server's identity share `_meta`.
+                        meta.insert(meta::SERVER_INFO.into(), self.inner.info.clone());
+                        let mut task = task;
+                        let members = format!(r#""resultType":"complete","_meta":{}"#, Value::Object(meta));
+                        tasks::append_members(&mut task, &members);
+                        task
+                    }
+                })
             }
             "tasks/update" => {
                 let responses = match params.get("inputResponses") {
@@ -1491,11 +1507,13 @@ impl Server {
                     }
                 };
                 engine.answer(&owner, &task_id, responses).await.map_err(tasks::engine_error)?;
-                Ok((json!({}), None))
+                Ok(self.with_per_request_members("{}".to_owned(), false))
             }
             _ => match engine.cancel(&owner, &task_id).await {
                 // Cancelling an ended task is acknowledged like any other (idempotent).
-                Ok(_) | Err(taskwire_engine::EngineError::AlreadyTerminal(_)) => Ok((json!({}), None)),
+                Ok(_) | Err(taskwire_engine::EngineError::AlreadyTerminal(_)) => {
+                    Ok(self.with_per_request_members("{}".to_owned(), false))
+                }
                 Err(e) => Err(tasks::engine_error(e)),
             },
         }

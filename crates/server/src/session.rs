@@ -87,7 +87,7 @@ impl Session {
     pub fn scope(&self) -> &str {
         match &self.id {
             Some(id) => id,
-            None => self.lazy_scope.get_or_init(|| format!("anonymous-{}", taskwire_engine::time_ordered_unique())),
+            None => self.lazy_scope.get_or_init(|| ["anonymous-", &taskwire_engine::time_ordered_unique()].concat()),
         }
     }
 

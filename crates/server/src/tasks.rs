@@ -4,7 +4,7 @@
 //! `tasks/get|update|cancel`). A client sees the shapes of the era it speaks.
 
 use serde_json::{Value, json};
-use taskwire_engine::{EngineError, Owner, TaskHandle, TaskId, TaskRecord, TaskStatus, rfc3339};
+use taskwire_engine::{EngineError, Owner, TaskHandle, TaskId, TaskRecord, TaskStatus, write_rfc3339};
 use taskwire_protocol::{ErrorObject, codes, meta};
 
 use crate::context::Channel;
@@ -99,40 +99,110 @@ fn task_mode_without_jobs(tool: &Tool, params: &Object, channel: &Channel) -> Re
     }
 }
 
-/// The 2025-11-25 `Task` object.
-pub(crate) fn legacy_task(r: &TaskRecord) -> Value {
-    let mut t = json!({
-        "taskId": r.id.as_str(),
-        "status": r.status.as_str(),
-        "createdAt": rfc3339(r.created_at_ms),
-        "lastUpdatedAt": rfc3339(r.updated_at_ms),
-        "ttl": r.ttl_ms,
-        "pollInterval": r.poll_interval_ms,
-    });
-    if let Some(m) = &r.status_message {
-        t["statusMessage"] = json!(m);
-    }
-    t
+/// Which wire's `Task` object to write: the 2025-11-25 core tasks (`ttl`, `pollInterval`) or
+/// the 2026-07-28 extension (`ttlMs`, `pollIntervalMs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Core,
+    Extension,
 }
 
-/// The 2026-07-28 extension's `Task` object.
-pub(crate) fn modern_task(r: &TaskRecord) -> Value {
-    let mut t = json!({
-        "taskId": r.id.as_str(),
-        "status": r.status.as_str(),
-        "createdAt": rfc3339(r.created_at_ms),
-        "lastUpdatedAt": rfc3339(r.updated_at_ms),
-        "ttlMs": r.ttl_ms,
-        "pollIntervalMs": r.poll_interval_ms,
-    });
-    if let Some(m) = &r.status_message {
-        t["statusMessage"] = json!(m);
-    }
-    t
+/// A `Task` object as JSON text, written straight from the record: it is most of every
+/// creation's answer, and building it as a `Value` (a map of owned keys, two formatted
+/// timestamps, then serialized) cost a zero-work task ~9k instructions of ~90k (callgrind).
+/// Add members with [`append_members`].
+pub(crate) fn task_json(r: &TaskRecord, shape: Shape) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_task(&mut out, r, shape);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn parse_raw(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+fn write_task(out: &mut Vec<u8>, r: &TaskRecord, shape: Shape) {
+    let (ttl, poll_interval) = match shape {
+        Shape::Core => (&br#","ttl":"#[..], &br#","pollInterval":"#[..]),
+        Shape::Extension => (&br#","ttlMs":"#[..], &br#","pollIntervalMs":"#[..]),
+    };
+    out.extend_from_slice(br#"{"taskId":"#);
+    write_json_str(out, r.id.as_str());
+    out.extend_from_slice(br#","status":""#);
+    out.extend_from_slice(r.status.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(m) = &r.status_message {
+        out.extend_from_slice(br#","statusMessage":"#);
+        write_json_str(out, m);
+    }
+    out.extend_from_slice(br#","createdAt":""#);
+    write_rfc3339(out, r.created_at_ms);
+    out.extend_from_slice(br#"","lastUpdatedAt":""#);
+    write_rfc3339(out, r.updated_at_ms);
+    out.push(b'"');
+    out.extend_from_slice(ttl);
+    match r.ttl_ms {
+        Some(ms) => out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(poll_interval);
+    out.extend_from_slice(itoa::Buffer::new().format(r.poll_interval_ms).as_bytes());
+    out.push(b'}');
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The 2025-11-25 `tasks/list` result: `{"tasks":[…],"nextCursor":…}`.
+pub(crate) fn core_task_list(tasks: &[TaskRecord], next_cursor: Option<&str>) -> String {
+    let mut out = Vec::with_capacity(32 + 256 * tasks.len());
+    out.extend_from_slice(br#"{"tasks":["#);
+    for (i, task) in tasks.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_task(&mut out, task, Shape::Core);
+    }
+    out.push(b']');
+    if let Some(cursor) = next_cursor {
+        out.extend_from_slice(br#","nextCursor":"#);
+        write_json_str(&mut out, cursor);
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Stored JSON text as it is, or `null` if it does not parse (a store is trusted, not blindly).
+fn stored_json(text: &str) -> &str {
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() { text } else { "null" }
+}
+
+/// The extension's `DetailedTask` (without `resultType`/`_meta`): the task object with its
+/// `inputRequests`, its stored `result` byte for byte, or its `error`, by status.
+pub(crate) fn detailed_task(r: &TaskRecord) -> String {
+    let mut t = task_json(r, Shape::Extension);
+    match r.status {
+        TaskStatus::InputRequired => {
+            splice_raw(&mut t, "inputRequests", r.input_requests.as_deref().map_or("{}", stored_json));
+        }
+        TaskStatus::Completed => splice_raw(&mut t, "result", r.result.as_deref().unwrap_or("{}")),
+        TaskStatus::Failed => match (&r.error, &r.result) {
+            (Some(e), _) => splice_raw(&mut t, "error", stored_json(e)),
+            // Failed with a tool-error result (a task created on the 2025-11-25 wire).
+            (None, Some(result)) => {
+                let error = format!(
+                    r#"{{"code":{},"message":"the tool reported an error","data":{}}}"#,
+                    codes::INTERNAL_ERROR,
+                    stored_json(result)
+                );
+                splice_raw(&mut t, "error", &error);
+            }
+            (None, None) => {
+                let error = json!({"code": codes::INTERNAL_ERROR, "message": "the task failed"}).to_string();
+                splice_raw(&mut t, "error", &error);
+            }
+        },
+        TaskStatus::Working | TaskStatus::Cancelled => {}
+    }
+    t
 }
 
 /// Adds `"key": raw` to a serialized JSON object without re-encoding `raw`: stored results
@@ -153,40 +223,14 @@ pub(crate) fn append_members(object_json: &mut String, members: &str) {
     }
 }
 
-/// The extension's `DetailedTask` (without `resultType`/`_meta`), and, for a completed task,
-/// the stored result to splice in raw once those are added.
-pub(crate) fn detailed_task(r: &TaskRecord) -> (Value, Option<&str>) {
-    let mut t = modern_task(r);
-    let mut raw_result = None;
-    match r.status {
-        TaskStatus::InputRequired => {
-            t["inputRequests"] = r.input_requests.as_deref().map(parse_raw).unwrap_or_else(|| json!({}));
-        }
-        TaskStatus::Completed => raw_result = Some(r.result.as_deref().unwrap_or("{}")),
-        TaskStatus::Failed => {
-            t["error"] = match (&r.error, &r.result) {
-                (Some(e), _) => parse_raw(e),
-                // Failed with a tool-error result (a task created on the 2025-11-25 wire).
-                (None, Some(result)) => json!({
-                    "code": codes::INTERNAL_ERROR, "message": "the tool reported an error", "data": parse_raw(result)
-                }),
-                (None, None) => json!({"code": codes::INTERNAL_ERROR, "message": "the task failed"}),
-            };
-        }
-        TaskStatus::Working | TaskStatus::Cancelled => {}
-    }
-    (t, raw_result)
-}
-
-/// The answer to the call that created a task.
-pub(crate) fn create_task_result(r: &TaskRecord, per_request: bool) -> Value {
-    if per_request {
-        let mut t = modern_task(r);
-        t["resultType"] = json!("task");
-        t
-    } else {
-        json!({"task": legacy_task(r)})
-    }
+/// The 2025-11-25 answer to the call that created a task: `{"task":{…}}`. (The extension's
+/// flat form is the task object plus the server's per-request members.)
+pub(crate) fn core_create_task_result(r: &TaskRecord) -> String {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(br#"{"task":"#);
+    write_task(&mut out, r, Shape::Core);
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Records the outcome of a task's work. On 2025-11-25 a tool error ends the task `failed`
@@ -211,15 +255,13 @@ pub(crate) async fn finish(handle: &TaskHandle, tool: &str, outcome: Result<Tool
                 return handle.fail(error.to_string()).await;
             }
             let output = crate::execution::timeout_output(tool, after, partial);
-            return handle.fail_with_result(output.into_value().to_string()).await;
+            return handle.fail_with_result(output.into_json()).await;
         }
         other => other,
     };
     match outcome {
-        Ok(output) if output.is_error() && !per_request => {
-            handle.fail_with_result(output.into_value().to_string()).await
-        }
-        Ok(output) => handle.complete(output.into_value().to_string()).await,
+        Ok(output) if output.is_error() && !per_request => handle.fail_with_result(output.into_json()).await,
+        Ok(output) => handle.complete(output.into_json()).await,
         Err(ToolError::Protocol(e)) => handle.fail(serde_json::to_string(&e).unwrap_or_default()).await,
         Err(ToolError::Cancelled) => {
             // Cancelled through tasks/cancel, it is `cancelled` already and this is ignored; a
@@ -298,7 +340,7 @@ pub(crate) fn notify_status_changes(
                     taskwire_protocol::jsonrpc::write_notification(
                         &mut out,
                         "notifications/tasks/status",
-                        &legacy_task(&record).to_string(),
+                        &task_json(&record, Shape::Core),
                     );
                     let _ = sink.send(crate::session::Outgoing::Message(out.into())).await;
                 }
@@ -336,12 +378,8 @@ pub(crate) async fn stream_task_notifications(
             let Ok(record) = engine.get(owner, &id).await else { continue };
             if last.get(&id) != Some(&record.status) {
                 last.insert(id.clone(), record.status);
-                let (mut task, raw) = detailed_task(&record);
-                task["_meta"] = tag.clone();
-                let mut params = task.to_string();
-                if let Some(raw) = raw {
-                    splice_raw(&mut params, "result", raw);
-                }
+                let mut params = detailed_task(&record);
+                splice_raw(&mut params, "_meta", &tag.to_string());
                 ctx.notify_raw("notifications/tasks", &params).await;
             }
             if !record.status.is_terminal() {
@@ -378,4 +416,104 @@ pub(crate) async fn stream_task_notifications(
 /// The owner of tasks created or read by a request.
 pub(crate) fn owner(principal: &Option<String>, scope: Option<&str>) -> Owner {
     Owner { principal: principal.clone(), scope: scope.unwrap_or_default().to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskwire_engine::TaskWire;
+
+    fn record(status: TaskStatus) -> TaskRecord {
+        TaskRecord {
+            id: TaskId::from_wire("019ae9a2b7c0f3b7a4d25c7e4e8f9a0b1c2d3e4f5a6b"),
+            owner: Owner { principal: None, scope: "s".into() },
+            tool: "build".into(),
+            status,
+            status_message: Some("step \"2\"\nof 3".into()),
+            created_at_ms: 1_795_255_200_123,
+            updated_at_ms: 1_795_255_201_000,
+            ttl_ms: Some(60_000),
+            poll_interval_ms: 500,
+            result: None,
+            error: None,
+            input_requests: None,
+            attempt: 1,
+            cancel_requested: false,
+            arguments: None,
+            wire: TaskWire::Extension,
+            lease_holder: None,
+            lease_until_ms: None,
+            idempotency_key: None,
+            callback: None,
+        }
+    }
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    #[test]
+    fn a_task_object_has_its_wires_member_names() {
+        let r = record(TaskStatus::Working);
+        let common = json!({
+            "taskId": "019ae9a2b7c0f3b7a4d25c7e4e8f9a0b1c2d3e4f5a6b",
+            "status": "working",
+            "statusMessage": "step \"2\"\nof 3",
+            "createdAt": "2026-11-21T10:00:00.123Z",
+            "lastUpdatedAt": "2026-11-21T10:00:01.000Z",
+        });
+        let mut core = common.clone();
+        core["ttl"] = json!(60_000);
+        core["pollInterval"] = json!(500);
+        assert_eq!(parse(&task_json(&r, Shape::Core)), core);
+        let mut extension = common;
+        extension["ttlMs"] = json!(60_000);
+        extension["pollIntervalMs"] = json!(500);
+        assert_eq!(parse(&task_json(&r, Shape::Extension)), extension);
+
+        let unlimited = TaskRecord { ttl_ms: None, status_message: None, ..r };
+        let t = parse(&task_json(&unlimited, Shape::Core));
+        assert_eq!(t["ttl"], Value::Null, "an unlimited TTL is null, not absent");
+        assert!(t.get("statusMessage").is_none());
+        assert_eq!(parse(&core_create_task_result(&unlimited))["task"], t);
+    }
+
+    #[test]
+    fn a_detailed_task_carries_its_outcome_by_status() {
+        let completed = TaskRecord { result: Some(r#"{"z":1,"a":[2]}"#.into()), ..record(TaskStatus::Completed) };
+        let text = detailed_task(&completed);
+        assert!(text.contains(r#""result":{"z":1,"a":[2]}"#), "the stored result byte for byte: {text}");
+
+        let failed =
+            TaskRecord { error: Some(r#"{"code":-32603,"message":"boom"}"#.into()), ..record(TaskStatus::Failed) };
+        assert_eq!(parse(&detailed_task(&failed))["error"], json!({"code": -32603, "message": "boom"}));
+
+        let tool_error = TaskRecord { result: Some(r#"{"isError":true}"#.into()), ..record(TaskStatus::Failed) };
+        let error = &parse(&detailed_task(&tool_error))["error"];
+        assert_eq!(error["code"], json!(codes::INTERNAL_ERROR));
+        assert_eq!(error["data"], json!({"isError": true}));
+
+        let corrupt = TaskRecord { error: Some("{not json".into()), ..record(TaskStatus::Failed) };
+        assert_eq!(parse(&detailed_task(&corrupt))["error"], Value::Null, "a damaged store answers null");
+
+        let asking = TaskRecord {
+            input_requests: Some(r#"{"k":{"method":"elicitation/create","params":{}}}"#.into()),
+            ..record(TaskStatus::InputRequired)
+        };
+        assert_eq!(parse(&detailed_task(&asking))["inputRequests"]["k"]["method"], json!("elicitation/create"));
+
+        let working = parse(&detailed_task(&record(TaskStatus::Working)));
+        assert!(working.get("result").is_none() && working.get("error").is_none());
+    }
+
+    #[test]
+    fn a_core_listing_holds_every_task_and_the_cursor() {
+        let tasks = [record(TaskStatus::Working), record(TaskStatus::Cancelled)];
+        let page = parse(&core_task_list(&tasks, Some("next \"page\"")));
+        assert_eq!(page["tasks"].as_array().map(Vec::len), Some(2));
+        assert_eq!(page["tasks"][1]["status"], json!("cancelled"));
+        assert_eq!(page["nextCursor"], json!("next \"page\""));
+        let empty = parse(&core_task_list(&[], None));
+        assert_eq!(empty, json!({"tasks": []}));
+    }
 }

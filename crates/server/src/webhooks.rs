@@ -65,7 +65,7 @@ pub(crate) async fn callback_for(
 /// Where a task's webhook deliveries stand, for `tasks/get`'s `_meta` (`None` without a
 /// callback): the newest delivery's state, its attempts and last error, and how many events
 /// were enqueued. A `dead` state is the dead letter: every attempt failed.
-pub(crate) async fn delivery_meta(engine: &Engine, record: &TaskRecord) -> Option<Value> {
+pub(crate) async fn delivery_meta(engine: &Engine, record: &TaskRecord) -> Option<serde_json::Map<String, Value>> {
     record.callback.as_ref()?;
     let deliveries = engine.store().deliveries(&record.id).await.ok()?;
     let mut summary = json!({"events": deliveries.len()});
@@ -77,5 +77,5 @@ pub(crate) async fn delivery_meta(engine: &Engine, record: &TaskRecord) -> Optio
         }
         summary["dead"] = json!(deliveries.iter().filter(|d| d.state == DeliveryState::Dead).count());
     }
-    Some(json!({ WEBHOOK_META: summary }))
+    Some(serde_json::Map::from_iter([(WEBHOOK_META.to_owned(), summary)]))
 }
