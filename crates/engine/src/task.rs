@@ -317,30 +317,19 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ms: u64) {
         return;
     }
     let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
-    push_digits::<4>(out, year);
-    out.push(b'-');
-    push_digits::<2>(out, month);
-    out.push(b'-');
-    push_digits::<2>(out, day);
-    out.push(b'T');
-    push_digits::<2>(out, h);
-    out.push(b':');
-    push_digits::<2>(out, m);
-    out.push(b':');
-    push_digits::<2>(out, s);
-    out.push(b'.');
-    push_digits::<3>(out, milli);
-    out.push(b'Z');
-}
-
-/// Appends the last `N` decimal digits of `value`, zero-padded.
-fn push_digits<const N: usize>(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [b'0'; N];
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
+    // Each field zero-padded to its width, then the character that follows it.
+    let fields =
+        [(year, 4, b'-'), (month, 2, b'-'), (day, 2, b'T'), (h, 2, b':'), (m, 2, b':'), (s, 2, b'.'), (milli, 3, b'Z')];
+    for (value, width, after) in fields {
+        let mut digits = [b'0'; 4];
+        let mut rest = value;
+        for slot in digits[4 - width..].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.extend_from_slice(&digits[4 - width..]);
+        out.push(after);
     }
-    out.extend_from_slice(&digits);
 }
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01 (Howard

@@ -421,30 +421,14 @@ pub(crate) fn owner(principal: &Option<String>, scope: Option<&str>) -> Owner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taskwire_engine::TaskWire;
 
     fn record(status: TaskStatus) -> TaskRecord {
         TaskRecord {
             id: TaskId::from_wire("019ae9a2b7c0f3b7a4d25c7e4e8f9a0b1c2d3e4f5a6b"),
-            owner: Owner { principal: None, scope: "s".into() },
-            tool: "build".into(),
             status,
             status_message: Some("step \"2\"\nof 3".into()),
-            created_at_ms: 1_795_255_200_123,
             updated_at_ms: 1_795_255_201_000,
-            ttl_ms: Some(60_000),
-            poll_interval_ms: 500,
-            result: None,
-            error: None,
-            input_requests: None,
-            attempt: 1,
-            cancel_requested: false,
-            arguments: None,
-            wire: TaskWire::Extension,
-            lease_holder: None,
-            lease_until_ms: None,
-            idempotency_key: None,
-            callback: None,
+            ..taskwire_engine::contract::sample_record(&Owner::anonymous("s"), 1_795_255_200_123)
         }
     }
 
