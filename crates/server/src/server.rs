@@ -1474,8 +1474,8 @@ impl Server {
         }
     }
 
-    /// `tasks/get|update|cancel` of the 2026-07-28 tasks extension.
-    /// Returns the result object and, for a completed task, its stored result to splice in raw.
+    /// `tasks/get|update|cancel` of the 2026-07-28 tasks extension: the answer's result as JSON,
+    /// with `resultType` and the server's identity (and a completed task's stored result, raw).
     async fn modern_tasks_method(&self, method: &str, params: &Object, env: &RequestEnv) -> Result<String, ToolError> {
         let engine = self.inner.engine.as_ref().ok_or_else(|| ErrorObject::method_not_found(method))?;
         let owner = tasks::owner(&env.principal, Some(env.session.scope()));
@@ -1483,13 +1483,12 @@ impl Server {
         match method {
             "tasks/get" => {
                 let record = engine.get(&owner, &task_id).await.map_err(tasks::engine_error)?;
-                let task = tasks::detailed_task(&record);
+                let mut task = tasks::detailed_task(&record);
                 Ok(match webhooks::delivery_meta(engine, &record).await {
                     None => self.with_per_request_members(task, false),
                     Some(mut meta) => {
                         // The deliveries' summary and the server's identity share `_meta`.
                         meta.insert(meta::SERVER_INFO.into(), self.inner.info.clone());
-                        let mut task = task;
                         let members = format!(r#""resultType":"complete","_meta":{}"#, Value::Object(meta));
                         tasks::append_members(&mut task, &members);
                         task
