@@ -52,6 +52,9 @@ pub struct Session {
     log_level: AtomicU8Level,
     subscriptions: Mutex<HashSet<String>>,
     in_flight: Mutex<HashMap<Id, CancellationToken>>,
+    /// Set by [`Session::cancel_all`]: a request that begins afterwards is cancelled at once,
+    /// so that none started in the race with the connection's end runs on unseen.
+    ended: AtomicBool,
     pending: Mutex<HashMap<Id, oneshot::Sender<Result<Value, ErrorObject>>>>,
     next_request_id: AtomicI64,
     standalone: Mutex<Option<Sink>>,
@@ -142,7 +145,14 @@ impl Session {
 
     /// Registers an in-flight request so that `notifications/cancelled` can reach it.
     pub fn begin(&self, id: &Id, token: CancellationToken) {
-        lock(&self.in_flight).insert(id.clone(), token);
+        let mut in_flight = lock(&self.in_flight);
+        // Read under the lock that `cancel_all` holds while it sets the flag: either this
+        // request is in the map it cancels, or it sees the flag.
+        if self.ended.load(Ordering::Relaxed) {
+            token.cancel();
+        } else {
+            in_flight.insert(id.clone(), token);
+        }
     }
 
     /// Forgets an in-flight request.
@@ -157,9 +167,11 @@ impl Session {
         }
     }
 
-    /// Cancels every in-flight request (the connection ended).
+    /// Cancels every in-flight request and every one that begins later (the connection ended).
     pub fn cancel_all(&self) {
-        for token in lock(&self.in_flight).values() {
+        let in_flight = lock(&self.in_flight);
+        self.ended.store(true, Ordering::Relaxed);
+        for token in in_flight.values() {
             token.cancel();
         }
     }
@@ -234,5 +246,21 @@ mod tests {
             assert!((before..=after).contains(&made), "{scope} does not start with its creation time");
         }
         assert_eq!(Session::new(Some("sid".into())).scope(), "sid");
+    }
+
+    /// A request that begins after the connection ended is cancelled at once; one in flight is
+    /// cancelled by the end; `notifications/cancelled` reaches only the request it names.
+    #[test]
+    fn cancel_all_reaches_requests_in_flight_and_those_that_begin_later() {
+        let session = Session::new(None);
+        let (first, second, late) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+        session.begin(&Id::Number(1), first.clone());
+        session.begin(&Id::Number(2), second.clone());
+        session.cancel(&Id::Number(1));
+        assert!(first.is_cancelled() && !second.is_cancelled());
+        session.cancel_all();
+        assert!(second.is_cancelled());
+        session.begin(&Id::Number(3), late.clone());
+        assert!(late.is_cancelled(), "a request that began after the end runs cancelled");
     }
 }

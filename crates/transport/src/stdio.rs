@@ -6,7 +6,11 @@
 //!   handshake era, any other request carrying 2026-07-28 `_meta` pins the per-request era.
 //! * Every request runs concurrently: a slow tool never delays `ping` or other requests.
 //! * A line longer than the limit is discarded unread and answered with `-32600`.
-//! * End of input cancels what is still running and returns once every answer is written.
+//! * End of input stops reading. Requests in flight still get their answers if they finish
+//!   within [`StdioConfig::drain`]; what runs longer is cancelled, and the server returns once
+//!   every answer is written. So `cat requests.jsonl | server` answers every quick request,
+//!   and a client that closes stdin and waits (the SDKs wait 2 s, then send SIGTERM) sees its
+//!   long calls' cancel hooks run — a command's process group killed — before the signal.
 
 use std::sync::{Arc, Mutex};
 
@@ -25,11 +29,14 @@ use tokio_util::task::TaskTracker;
 pub struct StdioConfig {
     /// The longest line accepted, in bytes (default 4 MiB).
     pub max_line_bytes: usize,
+    /// How long requests in flight at the end of input may still run before they are cancelled
+    /// (default 1 s: under the 2 s that the official SDK clients wait before SIGTERM).
+    pub drain: std::time::Duration,
 }
 
 impl Default for StdioConfig {
     fn default() -> Self {
-        Self { max_line_bytes: 4 * 1024 * 1024 }
+        Self { max_line_bytes: 4 * 1024 * 1024, drain: std::time::Duration::from_secs(1) }
     }
 }
 
@@ -119,19 +126,19 @@ where
                             send_error(&tx, Some(prepared.id()), &conflict).await;
                             continue;
                         }
+                        // Requests of both eras are cancelled through the connection's
+                        // notifications/cancelled; a per-request session only isolates state.
+                        // Registered here, before the next line is read, so that a cancel
+                        // right behind its request finds it however late the request starts.
+                        let cancel = CancellationToken::new();
+                        session.begin(prepared.id(), cancel.clone());
                         let (server, session, tx, pinned) =
                             (server.clone(), session.clone(), tx.clone(), pinned.clone());
                         tracker.spawn(async move {
-                            let cancel = CancellationToken::new();
                             let id = prepared.id().clone();
-                            // Requests of both eras are cancelled through the connection's
-                            // notifications/cancelled; a per-request session only isolates state.
                             let session_for_request = match era {
                                 Era::Handshake => session.clone(),
-                                Era::PerRequest => {
-                                    session.begin(&id, cancel.clone());
-                                    Arc::new(per_request_session(&tx))
-                                }
+                                Era::PerRequest => Arc::new(per_request_session(&tx)),
                             };
                             let env = RequestEnv {
                                 session: session_for_request,
@@ -140,9 +147,7 @@ where
                                 principal: None,
                             };
                             let reply = server.run(prepared, env).await;
-                            if era == Era::PerRequest {
-                                session.end(&id);
-                            }
+                            session.end(&id);
                             let succeeded = matches!(reply.outcome, Some(Ok(_)));
                             if succeeded && !is_probe {
                                 pinned.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(era);
@@ -156,9 +161,11 @@ where
             }
         }
     }
-    session.cancel_all();
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(config.drain, tracker.wait()).await.is_err() {
+        session.cancel_all();
+        tracker.wait().await;
+    }
     session.set_standalone(None);
     drop(tx);
     writer_task.await.map_err(std::io::Error::other)?
