@@ -147,12 +147,86 @@ CREATE INDEX IF NOT EXISTS tasks_by_principal ON tasks (principal, created_at_ms
 CREATE INDEX IF NOT EXISTS tasks_by_scope ON tasks (scope, created_at_ms, id) WHERE principal IS NULL;
 "#;
 
+/// Version 5 writes the checks on `status` and `state` as comparisons joined by `OR`. SQLite
+/// evaluates `x IN (…)` with three or more values by building a temporary B-tree of the list,
+/// on every insert and every update of a row: about 16k instructions per write, a third of the
+/// writer's work for a task (callgrind, one ephemeral table per task write). SQLite cannot
+/// change a CHECK in place, so both tables are rebuilt: a new table, the rows copied, the old
+/// one dropped with its indexes, the new one renamed and indexed. **These are the tables' current
+/// definitions**; the versions above are the history a file may have to come through.
+const COMPARED_CHECKS: &str = r#"
+CREATE TABLE tasks_v5 (
+    id                    TEXT PRIMARY KEY,
+    principal             TEXT,              -- NULL: created without authentication
+    scope                 TEXT NOT NULL,     -- session or connection that created it
+    tool                  TEXT NOT NULL,
+    status                TEXT NOT NULL CHECK (status = 'working' OR status = 'input_required'
+                              OR status = 'completed' OR status = 'failed' OR status = 'cancelled'),
+    status_message        TEXT,
+    created_at_ms         INTEGER NOT NULL,
+    updated_at_ms         INTEGER NOT NULL,
+    ttl_ms                INTEGER,           -- NULL: kept forever
+    expires_at_ms         INTEGER,           -- created_at_ms + ttl_ms
+    poll_interval_ms      INTEGER NOT NULL,
+    result                TEXT,              -- JSON, byte for byte as produced
+    error                 TEXT,              -- JSON-RPC error object
+    input_requests        TEXT,              -- JSON object {key: {method, params}}
+    attempt               INTEGER NOT NULL,
+    cancel_requested      INTEGER NOT NULL,
+    arguments             TEXT,              -- JSON object, for a re-run after a crash
+    wire                  TEXT NOT NULL CHECK (wire = 'core' OR wire = 'extension'),
+    lease_holder          TEXT,              -- the engine running the work
+    lease_until_ms        INTEGER,           -- past this, the work is presumed dead
+    idempotency_key       TEXT,              -- the caller's key: one live task per owner, tool and key
+    callback_url          TEXT,              -- NULL: no webhook
+    callback_every_status INTEGER            -- 1: an event per status change
+) STRICT;
+INSERT INTO tasks_v5 SELECT id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms,
+    ttl_ms, expires_at_ms, poll_interval_ms, result, error, input_requests, attempt, cancel_requested, arguments,
+    wire, lease_holder, lease_until_ms, idempotency_key, callback_url, callback_every_status FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_v5 RENAME TO tasks;
+-- The sweeper: what has expired.
+CREATE INDEX tasks_by_expiry ON tasks (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+-- Recovery: unfinished tasks by lease, to find the lapsed ones.
+CREATE INDEX tasks_unfinished_by_lease ON tasks (lease_until_ms) WHERE status IN ('working', 'input_required');
+-- Idempotent creation: the task a key already names.
+CREATE INDEX tasks_by_idempotency_key ON tasks (tool, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- An authenticated caller's listing: its principal's tasks in creation order.
+CREATE INDEX tasks_by_principal ON tasks (principal, created_at_ms, id) WHERE principal IS NOT NULL;
+-- An anonymous caller's listing: its session's or connection's tasks in creation order.
+CREATE INDEX tasks_by_scope ON tasks (scope, created_at_ms, id) WHERE principal IS NULL;
+
+CREATE TABLE webhook_deliveries_v5 (
+    id              TEXT PRIMARY KEY,  -- the webhook-id header: the same on every attempt
+    task_id         TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    event           TEXT NOT NULL,     -- the JSON body, signed and sent byte for byte
+    state           TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'dead'),
+    attempts        INTEGER NOT NULL,  -- attempts started (counted when claimed)
+    next_attempt_ms INTEGER NOT NULL,
+    lease_holder    TEXT,              -- the dispatcher attempting it now
+    lease_until_ms  INTEGER,
+    last_error      TEXT,
+    created_at_ms   INTEGER NOT NULL,
+    updated_at_ms   INTEGER NOT NULL
+) STRICT;
+INSERT INTO webhook_deliveries_v5 SELECT id, task_id, url, event, state, attempts, next_attempt_ms, lease_holder,
+    lease_until_ms, last_error, created_at_ms, updated_at_ms FROM webhook_deliveries;
+DROP TABLE webhook_deliveries;
+ALTER TABLE webhook_deliveries_v5 RENAME TO webhook_deliveries;
+-- The dispatcher: pending deliveries by when they fall due.
+CREATE INDEX deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE state = 'pending';
+-- A task's deliveries (tasks/get shows their state; deleting a task deletes them).
+CREATE INDEX deliveries_by_task ON webhook_deliveries (task_id);
+"#;
+
 /// Every upgrade, as (the version it makes, its SQL), in order; a file runs those past its own.
-const UPGRADES: &[(i64, &str)] = &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS)];
+const UPGRADES: &[(i64, &str)] = &[(2, IDEMPOTENCY_UPGRADE), (3, WEBHOOKS), (4, LISTINGS), (5, COMPARED_CHECKS)];
 
 /// The schema version this code writes (`PRAGMA user_version`). A database of another version
 /// is refused with a message rather than misread; older versions are upgraded in place.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const _: () = assert!(UPGRADES[UPGRADES.len() - 1].0 == SCHEMA_VERSION, "the last upgrade makes SCHEMA_VERSION");
 
 const COLUMNS: &str = "id, principal, scope, tool, status, status_message, created_at_ms, updated_at_ms, ttl_ms, \
@@ -828,6 +902,44 @@ mod tests {
                 assert!(plan.contains(&format!("USING INDEX {index}")), "{sql}: {plan}");
                 assert!(!plan.contains("TEMP B-TREE"), "{sql} sorts: {plan}");
             }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Writing a task or a delivery builds no temporary table (a CHECK with `IN (…)` of three or
+    /// more values made one per write: `COMPARED_CHECKS`), and the checks still refuse what
+    /// they must.
+    #[test]
+    fn writes_build_no_temporary_table_and_checks_still_hold() {
+        let dir = std::env::temp_dir().join(format!("taskwire-checks-{}", TaskId::random().as_str()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tasks.db");
+        let _store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let writes = [
+            INSERT_TASK.clone(),
+            "UPDATE tasks SET status = ?2, updated_at_ms = ?3 WHERE id = ?1".to_owned(),
+            format!(
+                "INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            "UPDATE webhook_deliveries SET state = ?2 WHERE id = ?1".to_owned(),
+        ];
+        for sql in writes {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let nulls = rusqlite::params_from_iter(vec![rusqlite::types::Null; stmt.parameter_count()]);
+            let ops: Vec<String> =
+                stmt.query_map(nulls, |row| row.get(1)).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+            assert!(!ops.iter().any(|op| op == "OpenEphemeral"), "{sql} builds a temporary table: {ops:?}");
+        }
+        conn.execute(
+            "INSERT INTO tasks (id, scope, tool, status, created_at_ms, updated_at_ms, poll_interval_ms, attempt, \
+             cancel_requested, wire) VALUES ('a', 's', 't', 'working', 1, 1, 1, 1, 0, 'core')",
+            [],
+        )
+        .expect("a valid row is taken");
+        for bad in ["UPDATE tasks SET status = 'done' WHERE id = 'a'", "UPDATE tasks SET wire = 'x' WHERE id = 'a'"] {
+            let err = conn.execute(bad, []).expect_err(bad).to_string();
+            assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
