@@ -51,13 +51,19 @@ pub struct Session {
     initialized: AtomicBool,
     log_level: AtomicU8Level,
     subscriptions: Mutex<HashSet<String>>,
-    in_flight: Mutex<HashMap<Id, CancellationToken>>,
-    /// Set by [`Session::cancel_all`]: a request that begins afterwards is cancelled at once,
-    /// so that none started in the race with the connection's end runs on unseen.
-    ended: AtomicBool,
+    in_flight: Mutex<InFlight>,
     pending: Mutex<HashMap<Id, oneshot::Sender<Result<Value, ErrorObject>>>>,
     next_request_id: AtomicI64,
     standalone: Mutex<Option<Sink>>,
+}
+
+/// Requests `notifications/cancelled` can reach, and whether the connection has ended: one lock,
+/// so a request either is in the map that [`Session::cancel_all`] cancels or sees `ended`.
+#[derive(Debug, Default)]
+struct InFlight {
+    requests: HashMap<Id, CancellationToken>,
+    /// Set by `cancel_all`: a request that begins afterwards is cancelled at once.
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -146,32 +152,30 @@ impl Session {
     /// Registers an in-flight request so that `notifications/cancelled` can reach it.
     pub fn begin(&self, id: &Id, token: CancellationToken) {
         let mut in_flight = lock(&self.in_flight);
-        // Read under the lock that `cancel_all` holds while it sets the flag: either this
-        // request is in the map it cancels, or it sees the flag.
-        if self.ended.load(Ordering::Relaxed) {
+        if in_flight.ended {
             token.cancel();
         } else {
-            in_flight.insert(id.clone(), token);
+            in_flight.requests.insert(id.clone(), token);
         }
     }
 
     /// Forgets an in-flight request.
     pub fn end(&self, id: &Id) {
-        lock(&self.in_flight).remove(id);
+        lock(&self.in_flight).requests.remove(id);
     }
 
     /// Cancels an in-flight request (`notifications/cancelled`). Unknown ids are ignored.
     pub fn cancel(&self, id: &Id) {
-        if let Some(token) = lock(&self.in_flight).get(id) {
+        if let Some(token) = lock(&self.in_flight).requests.get(id) {
             token.cancel();
         }
     }
 
     /// Cancels every in-flight request and every one that begins later (the connection ended).
     pub fn cancel_all(&self) {
-        let in_flight = lock(&self.in_flight);
-        self.ended.store(true, Ordering::Relaxed);
-        for token in in_flight.values() {
+        let mut in_flight = lock(&self.in_flight);
+        in_flight.ended = true;
+        for token in in_flight.requests.values() {
             token.cancel();
         }
     }
