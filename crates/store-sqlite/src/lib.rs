@@ -447,10 +447,14 @@ fn migrate(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
-/// The writer's page cache, in KiB (SQLite's `cache_size` takes a negative number for KiB):
-/// the random task-id index outgrows the default 2 MiB at some 50k tasks, after which inserts
-/// read index pages back from the OS. Allocated only as pages are used.
-const WRITER_CACHE_KIB: i64 = -32 * 1024;
+/// The writer's page cache, in KiB (SQLite's `cache_size` takes a negative number for KiB).
+/// Task ids start with their creation time, so creations and completions touch the right edge
+/// of each index and the newest table pages: a few hundred hot pages, whatever the number of
+/// retained tasks. Bigger is slower: every commit after a B-tree rebalance that swapped pages
+/// (through the temporary page number of the lock page) walks the cache's whole hash table,
+/// one bucket per cached page. With 32 MiB that walk was 5 % of a durable server's CPU under
+/// load; 4 MiB gave 4-9 % more durable creations per second (bench/NOTES.md, session 15).
+const WRITER_CACHE_KIB: i64 = -4 * 1024;
 
 /// Frames the WAL may hold before the writer checkpoints it itself, blocking: background
 /// checkpoints can trail a writer that never pauses, and the WAL would grow without end.
