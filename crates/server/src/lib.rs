@@ -48,7 +48,7 @@ pub use introspection::LIMITS_URI;
 pub use passthrough::Passthrough;
 pub use registry::{Prompt, Resource, ResourceTemplate, TaskSupport, Tool};
 pub use server::{PerRequestMeta, Prepared, Rejected, Reply, RequestEnv, RequestEra, Server, ServerBuilder};
-pub use session::{Outgoing, Session, Sink};
+pub use session::{InFlightRequest, Outgoing, Session, Sink};
 pub use tasks::IDEMPOTENCY_KEY_META;
 /// The execution controls' settings, from the engine.
 pub use taskwire_engine::{GlobalLimits, Rate, RetryPolicy, ToolLimits};

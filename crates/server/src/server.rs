@@ -560,16 +560,16 @@ impl Server {
         Ok((params, PerRequestMeta { client_capabilities, log_level }))
     }
 
-    /// The asynchronous half of dispatch.
+    /// The asynchronous half of dispatch. It leaves registering the request for
+    /// `notifications/cancelled` ([`Session::begin`]) to the transport, which does it before
+    /// reading its next message: here would be too late for a cancel right behind the request.
     pub async fn run(&self, prepared: Prepared, env: RequestEnv) -> Reply {
         let Prepared { id, method, params, era } = prepared;
         let reply_era = match era {
             RequestEra::Handshake => Era::Handshake,
             RequestEra::PerRequest(_) => Era::PerRequest,
         };
-        env.session.begin(&id, env.cancel.clone());
         let outcome = self.dispatch(&id, &method, params, era, &env).await;
-        env.session.end(&id);
         let outcome = match outcome {
             Ok(result) => Some(Ok(result)),
             Err(ToolError::Protocol(e)) => Some(Err(e)),

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use foldhash::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -64,6 +64,20 @@ struct InFlight {
     requests: HashMap<Id, CancellationToken>,
     /// Set by `cancel_all`: a request that begins afterwards is cancelled at once.
     ended: bool,
+}
+
+/// A request registered with [`Session::begin`]; dropping it forgets the request.
+#[derive(Debug)]
+#[must_use = "the request is forgotten as soon as its registration is dropped"]
+pub struct InFlightRequest {
+    session: Arc<Session>,
+    id: Id,
+}
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        lock(&self.session.in_flight).requests.remove(&self.id);
+    }
 }
 
 #[derive(Debug)]
@@ -149,19 +163,34 @@ impl Session {
         lock(&self.subscriptions).contains(uri)
     }
 
-    /// Registers an in-flight request so that `notifications/cancelled` can reach it.
-    pub fn begin(&self, id: &Id, token: CancellationToken) {
+    /// Registers an in-flight request so that `notifications/cancelled` can reach it, until the
+    /// returned registration is dropped. Transports register a request before they read the
+    /// next message, so that a cancel right behind its request finds it; [`Server::run`] does
+    /// not register.
+    ///
+    /// [`Server::run`]: crate::Server::run
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use taskwire_protocol::Id;
+    /// use taskwire_server::Session;
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let session = Arc::new(Session::new(None));
+    /// let token = CancellationToken::new();
+    /// let registered = session.begin(&Id::Number(7), token.clone());
+    /// session.cancel(&Id::Number(7));
+    /// assert!(token.is_cancelled());
+    /// drop(registered); // the request is forgotten: a later cancel naming 7 finds nothing
+    /// ```
+    pub fn begin(self: &Arc<Self>, id: &Id, token: CancellationToken) -> InFlightRequest {
         let mut in_flight = lock(&self.in_flight);
         if in_flight.ended {
             token.cancel();
         } else {
             in_flight.requests.insert(id.clone(), token);
         }
-    }
-
-    /// Forgets an in-flight request.
-    pub fn end(&self, id: &Id) {
-        lock(&self.in_flight).requests.remove(id);
+        InFlightRequest { session: self.clone(), id: id.clone() }
     }
 
     /// Cancels an in-flight request (`notifications/cancelled`). Unknown ids are ignored.
@@ -256,15 +285,27 @@ mod tests {
     /// cancelled by the end; `notifications/cancelled` reaches only the request it names.
     #[test]
     fn cancel_all_reaches_requests_in_flight_and_those_that_begin_later() {
-        let session = Session::new(None);
+        let session = Arc::new(Session::new(None));
         let (first, second, late) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
-        session.begin(&Id::Number(1), first.clone());
-        session.begin(&Id::Number(2), second.clone());
+        let _first = session.begin(&Id::Number(1), first.clone());
+        let _second = session.begin(&Id::Number(2), second.clone());
         session.cancel(&Id::Number(1));
         assert!(first.is_cancelled() && !second.is_cancelled());
         session.cancel_all();
         assert!(second.is_cancelled());
-        session.begin(&Id::Number(3), late.clone());
+        let _late = session.begin(&Id::Number(3), late.clone());
         assert!(late.is_cancelled(), "a request that began after the end runs cancelled");
+    }
+
+    /// A request whose registration is dropped is out of reach: a cancel naming its id later
+    /// (an id the client may reuse) touches nothing, and the session holds no entry for it.
+    #[test]
+    fn a_dropped_registration_forgets_its_request() {
+        let session = Arc::new(Session::new(None));
+        let token = CancellationToken::new();
+        drop(session.begin(&Id::Number(1), token.clone()));
+        session.cancel(&Id::Number(1));
+        assert!(!token.is_cancelled());
+        assert!(lock(&session.in_flight).requests.is_empty());
     }
 }

@@ -672,7 +672,12 @@ async fn respond(
     // cancellation); this guard fires when the connection drops this future.
     let guard = (era == Era::PerRequest).then(|| env.cancel.clone().drop_guard());
     let server = shared.server.clone();
-    let mut work: sse::Work = Box::pin(async move { server.run(prepared, env).await });
+    // Registered for `notifications/cancelled` until the work ends or is dropped.
+    let in_flight = env.session.begin(prepared.id(), env.cancel.clone());
+    let mut work: sse::Work = Box::pin(async move {
+        let _in_flight = in_flight;
+        server.run(prepared, env).await
+    });
     // 2025-11-25 sessions always answer on a resumable stream that opens with a priming event
     // (SEP-1699): a client can resume any request, not only those that happened to notify.
     // Webhook-hybrid sessions are asyncmcp's clients, whose SSE reader fails on a priming

@@ -131,11 +131,10 @@ where
                         // Registered here, before the next line is read, so that a cancel
                         // right behind its request finds it however late the request starts.
                         let cancel = CancellationToken::new();
-                        session.begin(prepared.id(), cancel.clone());
+                        let in_flight = session.begin(prepared.id(), cancel.clone());
                         let (server, session, tx, pinned) =
                             (server.clone(), session.clone(), tx.clone(), pinned.clone());
                         tracker.spawn(async move {
-                            let id = prepared.id().clone();
                             let session_for_request = match era {
                                 Era::Handshake => session.clone(),
                                 Era::PerRequest => Arc::new(per_request_session(&tx)),
@@ -147,7 +146,7 @@ where
                                 principal: None,
                             };
                             let reply = server.run(prepared, env).await;
-                            session.end(&id);
+                            drop(in_flight);
                             let succeeded = matches!(reply.outcome, Some(Ok(_)));
                             if succeeded && !is_probe {
                                 pinned.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(era);

@@ -244,8 +244,10 @@ pub(crate) fn run_to_link(
     env: RequestEnv,
     link: mpsc::Sender<Outgoing>,
 ) {
+    let in_flight = env.session.begin(prepared.id(), env.cancel.clone());
     tokio::spawn(async move {
         let reply = server.run(prepared, env).await;
+        drop(in_flight);
         if let Some(bytes) = reply.to_bytes() {
             let _ = link.send(Outgoing::Message(Bytes::from(bytes))).await;
         }
