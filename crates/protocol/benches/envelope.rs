@@ -4,6 +4,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use taskwire_protocol::jsonrpc::{Id, Message, write_response};
+use taskwire_protocol::meta::{RequestParams, ServerParams};
 
 const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"0123456789012345678901234567890123456789012345678901234567890123"},"_meta":{"progressToken":"p-42"}}}"#;
 
@@ -17,6 +18,17 @@ fn envelope(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(TOOLS_CALL.len() as u64));
     g.bench_function("parse tools/call request (158 B)", |b| {
         b.iter(|| Message::parse(black_box(TOOLS_CALL.as_bytes())))
+    });
+    // What a server does: its params parsed in the envelope's pass, against the two passes
+    // (envelope with raw params, then the params) it replaced.
+    g.bench_function("parse tools/call request with its params (one pass)", |b| {
+        b.iter(|| Message::<ServerParams>::read(black_box(TOOLS_CALL.as_bytes())))
+    });
+    g.bench_function("parse tools/call request with its params (two passes)", |b| {
+        b.iter(|| match Message::parse(black_box(TOOLS_CALL.as_bytes())) {
+            Ok(Message::Request(r)) => r.params.map(|p| RequestParams::parse(p.get()).is_ok()),
+            _ => None,
+        })
     });
     let large = large_response();
     g.throughput(Throughput::Bytes(large.len() as u64));

@@ -1,10 +1,12 @@
 //! The JSON-RPC 2.0 envelope.
 //!
-//! [`Message::parse`] reads one message in a single pass. `params`, `result` and `error.data`
-//! are kept as [`RawValue`] (validated, never re-encoded), and members the envelope does not know
-//! are kept in order in `extra`, so a proxy can forward what it received unchanged.
+//! [`Message::parse`] reads one message in a single pass. `result` and `error.data` are kept as
+//! [`RawValue`] (validated, never re-encoded), and members the envelope does not know are kept in
+//! order in `extra`, so a proxy can forward what it received unchanged. A request's `params` are
+//! what its [`Params`] type makes of them: raw text by default (clients and proxies forward
+//! them), or parsed in the same pass for a server ([`crate::meta::ServerParams`]).
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -184,15 +186,46 @@ impl fmt::Display for ErrorObject {
     }
 }
 
+/// What a request's `params` become when its envelope is read.
+///
+/// `Box<RawValue>` keeps them as text, unparsed (clients and proxies forward them); a server
+/// reads them into its own form ([`crate::meta::ServerParams`]) in the envelope's pass, so the
+/// text is scanned once rather than skipped over and then parsed again.
+pub trait Params: Sized {
+    /// Whether [`Params::read`] parses the params in the envelope's pass. When that pass fails,
+    /// the message is read again with its params raw, so every error a peer gets is the one the
+    /// raw reading gives (a lone surrogate inside params stays `-32602` with the request's id).
+    const IN_PLACE: bool;
+
+    /// Reads the params of a request (its id came before them) in the envelope's pass.
+    fn read<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error>;
+
+    /// Makes params kept raw into `Self`: a request whose params came before its id, or the
+    /// second reading after [`Params::read`] failed.
+    fn from_raw(raw: Box<RawValue>) -> Self;
+}
+
+impl Params for Box<RawValue> {
+    const IN_PLACE: bool = false;
+
+    fn read<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+        map.next_value()
+    }
+
+    fn from_raw(raw: Box<RawValue>) -> Self {
+        raw
+    }
+}
+
 /// A request: has an `id` and a `method`.
 #[derive(Debug)]
-pub struct Request {
+pub struct Request<P = Box<RawValue>> {
     /// The request id.
     pub id: Id,
     /// The method name.
     pub method: String,
-    /// The raw params, if any.
-    pub params: Option<Box<RawValue>>,
+    /// The params, if any (raw, unless the reader asked for another [`Params`] form).
+    pub params: Option<P>,
     /// Unknown envelope members.
     pub extra: Extra,
 }
@@ -230,11 +263,12 @@ pub struct ErrorResponse {
     pub extra: Extra,
 }
 
-/// One JSON-RPC message.
+/// One JSON-RPC message. `P` is the form of a request's params ([`Params`]); a notification's
+/// stay raw, since a server may forward them as they came.
 #[derive(Debug)]
-pub enum Message {
+pub enum Message<P = Box<RawValue>> {
     /// A request.
-    Request(Request),
+    Request(Request<P>),
     /// A notification.
     Notification(Notification),
     /// A successful response.
@@ -324,12 +358,13 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// The members of an envelope, collected in one pass. The short members are read in place:
 /// only what outlives the input (params, result, error, unknown members) is copied out of it.
-#[derive(Default)]
-struct Members<'de> {
+struct Members<'de, P> {
     jsonrpc: Option<&'de RawValue>,
     id: Option<&'de RawValue>,
     method: Option<&'de RawValue>,
     params: Option<Box<RawValue>>,
+    /// The params read in the envelope's pass ([`Params::IN_PLACE`]), in place of `params`.
+    read_params: Option<P>,
     result: Option<Box<RawValue>>,
     error: Option<Box<RawValue>>,
     extra: Extra,
@@ -337,72 +372,102 @@ struct Members<'de> {
 }
 
 /// Top level of a message: an object (a message), an array (a batch) or anything else.
-enum TopLevel<'de> {
-    Object(Members<'de>),
+enum TopLevel<'de, P> {
+    Object(Members<'de, P>),
     Array,
     Other,
 }
 
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON-RPC message")
+/// Reads the [`TopLevel`], with a request's params in place when `in_place` (and the id came
+/// first, so the message can only be a request).
+struct TopLevelSeed<P> {
+    in_place: bool,
+    params: std::marker::PhantomData<P>,
+}
+
+impl<'de, P: Params> DeserializeSeed<'de> for TopLevelSeed<P> {
+    type Value = TopLevel<'de, P>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, P: Params> Visitor<'de> for TopLevelSeed<P> {
+    type Value = TopLevel<'de, P>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de, P>, A::Error> {
+        fn put<T>(slot: &mut Option<T>, value: T, key: &str, duplicate: &mut Option<String>) {
+            if slot.is_some() {
+                duplicate.get_or_insert_with(|| key.to_owned());
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
-                fn put<T>(slot: &mut Option<T>, value: T, key: &str, duplicate: &mut Option<String>) {
-                    if slot.is_some() {
-                        duplicate.get_or_insert_with(|| key.to_owned());
-                    }
-                    *slot = Some(value);
+            *slot = Some(value);
+        }
+        let mut m = Members {
+            jsonrpc: None,
+            id: None,
+            method: None,
+            params: None,
+            read_params: None,
+            result: None,
+            error: None,
+            extra: Extra::new(),
+            duplicate: None,
+        };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "jsonrpc" => put(&mut m.jsonrpc, map.next_value()?, &key, &mut m.duplicate),
+                "id" => put(&mut m.id, map.next_value()?, &key, &mut m.duplicate),
+                "method" => put(&mut m.method, map.next_value()?, &key, &mut m.duplicate),
+                "params" if self.in_place && m.id.is_some() && m.params.is_none() => {
+                    put(&mut m.read_params, P::read(&mut map)?, &key, &mut m.duplicate)
                 }
-                let mut m = Members::default();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    match key.as_ref() {
-                        "jsonrpc" => put(&mut m.jsonrpc, map.next_value()?, &key, &mut m.duplicate),
-                        "id" => put(&mut m.id, map.next_value()?, &key, &mut m.duplicate),
-                        "method" => put(&mut m.method, map.next_value()?, &key, &mut m.duplicate),
-                        "params" => put(&mut m.params, map.next_value()?, &key, &mut m.duplicate),
-                        "result" => put(&mut m.result, map.next_value()?, &key, &mut m.duplicate),
-                        "error" => put(&mut m.error, map.next_value()?, &key, &mut m.duplicate),
-                        _ => {
-                            let value: Box<RawValue> = map.next_value()?;
-                            if m.extra.iter().any(|(k, _)| k == key.as_ref()) {
-                                m.duplicate.get_or_insert_with(|| key.to_string());
-                            }
-                            m.extra.push((key.into_owned(), value));
-                        }
+                "params" => put(&mut m.params, map.next_value()?, &key, &mut m.duplicate),
+                "result" => put(&mut m.result, map.next_value()?, &key, &mut m.duplicate),
+                "error" => put(&mut m.error, map.next_value()?, &key, &mut m.duplicate),
+                _ => {
+                    let value: Box<RawValue> = map.next_value()?;
+                    if m.extra.iter().any(|(k, _)| k == key.as_ref()) {
+                        m.duplicate.get_or_insert_with(|| key.to_string());
                     }
+                    m.extra.push((key.into_owned(), value));
                 }
-                Ok(TopLevel::Object(m))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel<'de>, A::Error> {
-                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(TopLevel::Array)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<TopLevel<'de>, E> {
-                Ok(TopLevel::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<TopLevel<'de>, E> {
-                Ok(TopLevel::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<TopLevel<'de>, E> {
-                Ok(TopLevel::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<TopLevel<'de>, E> {
-                Ok(TopLevel::Other)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<TopLevel<'de>, E> {
-                Ok(TopLevel::Other)
-            }
-            fn visit_unit<E>(self) -> Result<TopLevel<'de>, E> {
-                Ok(TopLevel::Other)
             }
         }
-        d.deserialize_any(V)
+        Ok(TopLevel::Object(m))
     }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel<'de, P>, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Array)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel<'de, P>, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel<'de, P>, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel<'de, P>, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel<'de, P>, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel<'de, P>, E> {
+        Ok(TopLevel::Other)
+    }
+    fn visit_unit<E>(self) -> Result<TopLevel<'de, P>, E> {
+        Ok(TopLevel::Other)
+    }
+}
+
+/// Reads the top level of `text`, which must hold nothing after it.
+fn read_top<P: Params>(text: &str, in_place: bool) -> Result<TopLevel<'_, P>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = TopLevelSeed { in_place, params: std::marker::PhantomData }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(top)
 }
 
 /// How deep a message may nest. serde_json stops typed parsing at 128 levels, but raw values
@@ -462,7 +527,7 @@ fn invalid(id: Option<Id>, reason: impl Into<String>) -> ParseError {
 }
 
 impl Message {
-    /// Reads one message from bytes.
+    /// Reads one message from bytes, a request's params kept raw.
     ///
     /// ```
     /// use taskwire_protocol::jsonrpc::{Message, ParseError};
@@ -471,6 +536,22 @@ impl Message {
     /// assert!(matches!(Message::parse(br#"{"jsonrpc":"2.0","method":"x"}"#), Ok(Message::Notification(_))));
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+        Self::read(bytes)
+    }
+}
+
+impl<P: Params> Message<P> {
+    /// Reads one message from bytes, a request's params in the form `P` ([`Params`]); with
+    /// `P = Box<RawValue>` it is [`Message::parse`].
+    ///
+    /// ```
+    /// use taskwire_protocol::jsonrpc::{Message, ParseError};
+    /// use taskwire_protocol::meta::ServerParams;
+    /// let text = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#;
+    /// assert!(matches!(Message::<ServerParams>::read(text), Ok(Message::Request(r)) if matches!(r.params, Some(Ok(_)))));
+    /// assert!(matches!(Message::<ServerParams>::read(b"{oops"), Err(ParseError::NotJson(_))));
+    /// ```
+    pub fn read(bytes: &[u8]) -> Result<Message<P>, ParseError> {
         if nests_deeper_than(bytes, MAX_DEPTH) {
             return Err(ParseError::NotJson(format!("nesting deeper than {MAX_DEPTH} levels")));
         }
@@ -478,7 +559,11 @@ impl Message {
         // raw member again (a sixth of a small message's parse).
         let text = std::str::from_utf8(bytes)
             .map_err(|e| ParseError::NotJson(format!("the message is not UTF-8 (at byte {})", e.valid_up_to())))?;
-        let top: TopLevel = serde_json::from_str(text).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let top = match read_top::<P>(text, P::IN_PLACE) {
+            Ok(top) => top,
+            Err(_) if P::IN_PLACE => read_top::<P>(text, false).map_err(|e| ParseError::NotJson(e.to_string()))?,
+            Err(e) => return Err(ParseError::NotJson(e.to_string())),
+        };
         let m = match top {
             TopLevel::Object(m) => m,
             TopLevel::Array => return Err(ParseError::Batch),
@@ -517,12 +602,17 @@ impl Message {
                     serde_json::from_str(method.get()).map_err(|_| invalid(id.clone(), "method must be a string"))?;
                 match (m.id.is_some(), id) {
                     (false, _) => Ok(Message::Notification(Notification { method, params, extra: m.extra })),
-                    (true, Some(id)) => Ok(Message::Request(Request { id, method, params, extra: m.extra })),
+                    (true, Some(id)) => {
+                        let params = m.read_params.or_else(|| params.map(P::from_raw));
+                        Ok(Message::Request(Request { id, method, params, extra: m.extra }))
+                    }
                     (true, None) => Err(invalid(None, "id must not be null")),
                 }
             }
             (None, Some(result), None) => match id {
-                Some(id) if params.is_none() => Ok(Message::Response(Response { id, result, extra: m.extra })),
+                Some(id) if params.is_none() && m.read_params.is_none() => {
+                    Ok(Message::Response(Response { id, result, extra: m.extra }))
+                }
                 Some(id) => Err(invalid(Some(id), "a response has no params")),
                 None => Err(invalid(None, "a response needs the id of its request")),
             },
@@ -536,12 +626,6 @@ impl Message {
         }
     }
 
-    /// Serializes to a JSON string.
-    pub fn to_json(&self) -> String {
-        // Serializing raw values and plain strings cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
     /// The method, for requests and notifications.
     pub fn method(&self) -> Option<&str> {
         match self {
@@ -549,6 +633,14 @@ impl Message {
             Message::Notification(n) => Some(&n.method),
             _ => None,
         }
+    }
+}
+
+impl Message {
+    /// Serializes to a JSON string.
+    pub fn to_json(&self) -> String {
+        // Serializing raw values and plain strings cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 

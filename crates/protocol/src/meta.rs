@@ -3,10 +3,11 @@
 use std::fmt;
 
 use serde::de::value::SeqAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::jsonrpc::Key;
+use crate::jsonrpc::{Key, Params};
 
 /// Per-request protocol version (2026-07-28, required on every request).
 pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -78,6 +79,46 @@ impl RequestParams {
         let parsed = de.deserialize_any(ParamsVisitor).map_err(ParamsError::Invalid)?;
         de.end().map_err(ParamsError::Invalid)?;
         parsed.ok_or(ParamsError::NotAnObject)
+    }
+}
+
+/// A request's params as a server reads them: parsed, or why they could not be (answered
+/// `-32602` with the request's id, where a broken envelope is `-32600` or `-32700`).
+///
+/// As a [`Params`] form, an object is parsed in the envelope's own pass; anything else (an
+/// array, a lone surrogate inside a string) sends the message to the raw reading, which then
+/// parses the params here on their own, as before.
+///
+/// ```
+/// use taskwire_protocol::jsonrpc::Message;
+/// use taskwire_protocol::meta::{ParamsError, ServerParams};
+/// let text = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+/// let Ok(Message::Request(r)) = Message::<ServerParams>::read(text) else { panic!() };
+/// assert_eq!(r.params.unwrap().unwrap().object["name"], "echo");
+/// let text = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"\ud800"}}"#;
+/// let Ok(Message::Request(r)) = Message::<ServerParams>::read(text) else { panic!() };
+/// assert!(matches!(r.params, Some(Err(ParamsError::Invalid(_)))));
+/// ```
+pub type ServerParams = Result<RequestParams, ParamsError>;
+
+impl Params for ServerParams {
+    const IN_PLACE: bool = true;
+
+    fn read<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+        map.next_value::<ObjectParams>().map(|p| Ok(p.0))
+    }
+
+    fn from_raw(raw: Box<RawValue>) -> Self {
+        RequestParams::parse(raw.get())
+    }
+}
+
+/// A params object; anything else fails, so that the envelope is read again with raw params.
+struct ObjectParams(RequestParams);
+
+impl<'de> Deserialize<'de> for ObjectParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamsVisitor)?.map(ObjectParams).ok_or_else(|| D::Error::custom("params are not an object"))
     }
 }
 

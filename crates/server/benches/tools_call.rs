@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use taskwire_protocol::jsonrpc::Message;
+use taskwire_protocol::meta::ServerParams;
 use taskwire_server::model::ToolOutput;
 use taskwire_server::{RequestEnv, Server, Session, Tool};
 
@@ -50,7 +51,9 @@ fn server() -> Server {
 
 /// One full call: what a transport does for a request body.
 async fn round_trip(server: &Server, session: &Arc<Session>, body: &str) -> Vec<u8> {
-    let Ok(Message::Request(req)) = Message::parse(body.as_bytes()) else { unreachable!("a valid request") };
+    let Ok(Message::Request(req)) = Message::<ServerParams>::read(body.as_bytes()) else {
+        unreachable!("a valid request")
+    };
     let prepared = server.prepare(req, None).expect("valid");
     let env = RequestEnv { session: session.clone(), sink: None, cancel: Default::default(), principal: None };
     server.run(prepared, env).await.to_bytes().expect("an answer")

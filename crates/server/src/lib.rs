@@ -9,13 +9,14 @@
 //! ```
 //! use std::sync::Arc;
 //! use taskwire_protocol::jsonrpc::Message;
+//! use taskwire_protocol::meta::ServerParams;
 //! use taskwire_server::{RequestEnv, Server, Session, Tool, model::ToolOutput};
 //!
 //! # tokio_test_block_on(async {
 //! let server = Server::builder("demo", "0.1.0")
 //!     .tool(Tool::new("hello", "Say hello.").handler(|_ctx, _args| async { Ok(ToolOutput::text("hello")) }))
 //!     .build();
-//! let Message::Request(req) = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello"}}"#).unwrap()
+//! let Message::Request(req) = Message::<ServerParams>::read(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello"}}"#).unwrap()
 //! else { unreachable!() };
 //! let prepared = server.prepare(req, None).unwrap();
 //! let env = RequestEnv { session: Arc::new(Session::new(None)), sink: None, cancel: Default::default(), principal: None };

@@ -15,7 +15,7 @@ use futures_util::FutureExt as _;
 use http::HeaderMap;
 use serde_json::{Value, json};
 use taskwire_protocol::jsonrpc::{self, Request};
-use taskwire_protocol::meta::{ParamsError, RequestParams};
+use taskwire_protocol::meta::{ParamsError, RequestParams, ServerParams};
 use taskwire_protocol::{Era, ErrorObject, Id, ProtocolVersion, codes, headers, meta};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -455,11 +455,12 @@ impl Server {
         self.inner.tool_index.get(name).map(|&i| &self.inner.tools[i])
     }
 
-    /// The synchronous half of dispatch: parses params once, classifies the era and validates
-    /// 2026-07-28 metadata and, when `http` is given, the standard headers.
-    pub fn prepare(&self, request: Request, http: Option<&HeaderMap>) -> Result<Prepared, Rejected> {
+    /// The synchronous half of dispatch: classifies the era of a request (read with
+    /// [`ServerParams`], its params parsed in the envelope's pass) and validates 2026-07-28
+    /// metadata and, when `http` is given, the standard headers.
+    pub fn prepare(&self, request: Request<ServerParams>, http: Option<&HeaderMap>) -> Result<Prepared, Rejected> {
         let Request { id, method, params, .. } = request;
-        let params = match params.as_deref().map(|p| RequestParams::parse(p.get())) {
+        let params = match params {
             None => RequestParams::default(),
             Some(Ok(p)) => p,
             Some(Err(ParamsError::NotAnObject)) => {

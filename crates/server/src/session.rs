@@ -232,7 +232,7 @@ impl Session {
     /// Delivers a response or error response the client sent to the server→client request it
     /// answers (every transport receives these the same way). False for other messages and
     /// unknown ids.
-    pub fn answer_message(&self, message: taskwire_protocol::jsonrpc::Message) -> bool {
+    pub fn answer_message<P>(&self, message: taskwire_protocol::jsonrpc::Message<P>) -> bool {
         use taskwire_protocol::jsonrpc::Message;
         match message {
             Message::Response(r) => self.answer(&r.id, Ok(serde_json::from_str(r.result.get()).unwrap_or_default())),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use taskwire_engine::{Engine, EngineConfig, MemoryStore, Owner, TaskId, TaskStatus, TaskStore};
 use taskwire_protocol::jsonrpc::Message;
+use taskwire_protocol::meta::ServerParams;
 use taskwire_server::model::ToolOutput;
 use taskwire_server::{RequestEnv, RetryPolicy, Server, Session, TaskSupport, Tool, ToolError, ToolLimits};
 
@@ -29,7 +30,7 @@ fn session(scope: &str) -> Arc<Session> {
 
 async fn send(server: &Server, session: &Arc<Session>, body: Value) -> Value {
     let text = body.to_string();
-    let Message::Request(req) = Message::parse(text.as_bytes()).expect("valid JSON-RPC") else {
+    let Message::Request(req) = Message::<ServerParams>::read(text.as_bytes()).expect("valid JSON-RPC") else {
         panic!("not a request: {text}")
     };
     let prepared = server.prepare(req, None).unwrap_or_else(|_| panic!("rejected: {text}"));

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use taskwire_engine::{Engine, EngineConfig, MemoryStore, Owner, TaskId, TaskStatus};
 use taskwire_protocol::jsonrpc::Message;
+use taskwire_protocol::meta::ServerParams;
 use taskwire_server::model::ToolOutput;
 use taskwire_server::{RequestEnv, Server, Session, TaskSupport, Tool};
 use tokio::sync::mpsc;
@@ -41,10 +42,10 @@ async fn a_handler_that_ignores_cancellation_is_aborted_after_the_grace_period()
         .build();
     let session = Arc::new(Session::new(Some("s1".into())));
     session.set_negotiated(taskwire_protocol::ProtocolVersion::V2025_11_25, serde_json::json!({}));
-    let Message::Request(req) =
-        Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"stubborn","task":{}}}"#)
-            .unwrap()
-    else {
+    let Message::Request(req) = Message::<ServerParams>::read(
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"stubborn","task":{}}}"#,
+    )
+    .unwrap() else {
         unreachable!()
     };
     let prepared = server.prepare(req, None).unwrap();
@@ -89,7 +90,7 @@ async fn a_blocking_handler_runs_as_a_task_and_sees_the_cancellation_flag() {
             let body = format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"crunch","arguments":{{"steps":{steps}}},"task":{{}}}}}}"#
             );
-            let Message::Request(req) = Message::parse(body.as_bytes()).unwrap() else { unreachable!() };
+            let Message::Request(req) = Message::<ServerParams>::read(body.as_bytes()).unwrap() else { unreachable!() };
             let env = RequestEnv { session, sink: None, cancel: Default::default(), principal: None };
             let reply = server.run(server.prepare(req, None).unwrap(), env).await;
             let v: serde_json::Value = serde_json::from_slice(&reply.to_bytes().unwrap()).unwrap();

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::Message;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -30,7 +31,8 @@ use axum::response::Response;
 use axum::routing::any;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt as _;
-use taskwire_protocol::jsonrpc::{self, Message};
+use taskwire_protocol::jsonrpc;
+use taskwire_protocol::meta::ServerParams;
 use taskwire_protocol::{Era, ErrorObject, Id, ProtocolVersion, codes, headers as mcp_headers};
 use taskwire_server::session::SINK_CAPACITY;
 use taskwire_server::{Outgoing, Prepared, Reply, RequestEnv, Server, Session};
@@ -452,7 +454,7 @@ async fn post(shared: Arc<Shared>, request: Request, principal: Option<String>) 
         }
         Err(_) => return bad_request("Bad Request: the body could not be read"),
     };
-    let message = match Message::parse(&bytes) {
+    let message = match Message::read(&bytes) {
         Ok(m) => m,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e.id(), &e.to_error()),
     };
@@ -495,7 +497,7 @@ fn per_request_status(code: Option<i32>, rejected: bool) -> StatusCode {
 
 async fn post_request(
     shared: Arc<Shared>,
-    req: jsonrpc::Request,
+    req: jsonrpc::Request<ServerParams>,
     headers: &HeaderMap,
     principal: Option<String>,
 ) -> Response {
@@ -621,18 +623,24 @@ enum HybridRole {
     WebhookCall,
 }
 
-async fn hybrid_role(w: &WebhookTools, req: &jsonrpc::Request) -> Result<HybridRole, taskwire_webhook::Refusal> {
+async fn hybrid_role(
+    w: &WebhookTools,
+    req: &jsonrpc::Request<ServerParams>,
+) -> Result<HybridRole, taskwire_webhook::Refusal> {
     let is_call = req.method == "tools/call";
     if !is_call && req.method != "initialize" {
         return Ok(HybridRole::None);
     }
-    let params: serde_json::Value =
-        req.params.as_deref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
+    let no_params = serde_json::Map::new();
+    let params = match &req.params {
+        Some(Ok(p)) => &p.object,
+        _ => &no_params,
+    };
     if is_call {
         let name = params.get("name").and_then(serde_json::Value::as_str).unwrap_or_default();
         return Ok(if w.tools.iter().any(|t| t == name) { HybridRole::WebhookCall } else { HybridRole::None });
     }
-    match params.pointer("/_meta/webhookUrl").and_then(serde_json::Value::as_str) {
+    match params.get("_meta").and_then(|m| m.get("webhookUrl")).and_then(serde_json::Value::as_str) {
         Some(url) => w.sender.guard().admit(url, None).await.map(|_| HybridRole::Subscribe(url.to_owned())),
         None => Ok(HybridRole::None),
     }

@@ -34,3 +34,7 @@ pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
     let _ = ctrl_c.await;
     shutdown.cancel();
 }
+
+/// A message as the server transports read it: a request's params are parsed in the envelope's
+/// own pass ([`taskwire_protocol::meta::ServerParams`]), not skipped over and parsed again.
+type Message = taskwire_protocol::jsonrpc::Message<taskwire_protocol::meta::ServerParams>;

@@ -14,8 +14,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::Message;
 use bytes::Bytes;
-use taskwire_protocol::jsonrpc::{self, Message};
+use taskwire_protocol::jsonrpc;
 use taskwire_protocol::lines::{LineRead, read_line, trim_line};
 use taskwire_protocol::{Era, ErrorObject};
 use taskwire_server::{Outgoing, RequestEnv, Server, Session};
@@ -104,7 +105,7 @@ where
                 if text.is_empty() {
                     continue;
                 }
-                match Message::parse(text) {
+                match Message::read(text) {
                     Err(e) => send_error(&tx, e.id(), &e.to_error()).await,
                     Ok(Message::Notification(n)) => server.notification(&session, &n.method, n.params.as_deref()),
                     Ok(answer @ (Message::Response(_) | Message::Error(_))) => {

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::Message;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -36,7 +37,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use taskwire_protocol::jsonrpc::{self, Message};
+use taskwire_protocol::jsonrpc;
 use taskwire_protocol::{Era, ErrorObject};
 use taskwire_server::{Outgoing, RequestEnv, Server, Session};
 use taskwire_webhook::signing::standard_headers;
@@ -132,7 +133,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
                            "error": {"code": -32600, "message": "Missing X-Client-ID header"}});
         return answer(StatusCode::BAD_REQUEST, error);
     };
-    let message = match Message::parse(&body) {
+    let message = match Message::read(&body) {
         Ok(m) => m,
         Err(e) => {
             let mut out = Vec::new();
@@ -143,8 +144,11 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     if let Message::Request(req) = &message
         && req.method == "initialize"
     {
-        let params = req.params.as_deref().and_then(|p| serde_json::from_str::<Value>(p.get()).ok());
-        return initialize(&shared, client_id, params.unwrap_or_default(), message).await;
+        let params = match &req.params {
+            Some(Ok(p)) => Value::Object(p.object.clone()),
+            _ => Value::Null,
+        };
+        return initialize(&shared, client_id, params, message).await;
     }
     let session = header_str(&headers, &SESSION_ID).and_then(|id| lock(&shared.sessions).get(id).cloned());
     let Some(session) = session.filter(|s| s.client_id == client_id) else {
@@ -311,8 +315,8 @@ fn link_headers(bytes: &[u8], session: &(HeaderName, String), signer: Option<&Si
     if let Ok(v) = HeaderValue::from_str(&session.1) {
         headers.insert(session.0.clone(), v);
     }
-    match Message::parse(bytes) {
-        Ok(Message::Request(r)) => {
+    match jsonrpc::Message::parse(bytes) {
+        Ok(jsonrpc::Message::Request(r)) => {
             if let Ok(v) = HeaderValue::from_str(&r.id.to_string()) {
                 headers.insert(REQUEST_ID, v);
             }
@@ -320,7 +324,7 @@ fn link_headers(bytes: &[u8], session: &(HeaderName, String), signer: Option<&Si
                 headers.insert(METHOD, v);
             }
         }
-        Ok(Message::Notification(n)) => {
+        Ok(jsonrpc::Message::Notification(n)) => {
             if let Ok(v) = HeaderValue::from_str(&n.method) {
                 headers.insert(METHOD, v);
             }
