@@ -479,7 +479,8 @@ impl Server {
         // MCP-Protocol-Version header names no handshake revision is per-request, whatever its
         // method; otherwise `initialize` is the handshake, and `server/discover` or a body
         // carrying the per-request version is per-request.
-        let header_says_per_request = http.and_then(|h| h.get(&headers::PROTOCOL_VERSION)).is_some_and(|v| {
+        let found = http.map(headers::StandardHeaders::read);
+        let header_says_per_request = found.and_then(|f| f.protocol_version.first()).is_some_and(|v| {
             v.to_str().ok().and_then(|s| s.parse::<ProtocolVersion>().ok()).is_none_or(|v| v.era() == Era::PerRequest)
         });
         let per_request = header_says_per_request
@@ -487,7 +488,7 @@ impl Server {
         if !per_request {
             return Ok(Prepared { id, method, params: params.object, era: RequestEra::Handshake });
         }
-        match self.validate_per_request(&method, params, http) {
+        match self.validate_per_request(&method, params, http.zip(found)) {
             Ok((params, meta)) => Ok(Prepared { id, method, params, era: RequestEra::PerRequest(meta) }),
             Err(error) => Err(Rejected { id, error, era: Era::PerRequest }),
         }
@@ -500,7 +501,7 @@ impl Server {
         &self,
         method: &str,
         params: RequestParams,
-        http: Option<&HeaderMap>,
+        http: Option<(&HeaderMap, headers::StandardHeaders<'_>)>,
     ) -> Result<(Object, PerRequestMeta), ErrorObject> {
         let RequestParams { object: params, protocol_version, client_capabilities, log_level } = params;
         let version = match &protocol_version {
@@ -533,8 +534,8 @@ impl Server {
                 )));
             }
         };
-        if let Some(h) = http {
-            headers::validate_version(h, version)?;
+        if let Some((_, found)) = &http {
+            headers::validate_version(found, version)?;
         }
         match version.parse::<ProtocolVersion>() {
             Ok(v) if v.era() == Era::PerRequest => {}
@@ -549,8 +550,8 @@ impl Server {
                 ))
             })?),
         };
-        if let Some(h) = http {
-            headers::validate_method_and_name(h, method, Some(&params))?;
+        if let Some((h, found)) = &http {
+            headers::validate_method_and_name(found, method, Some(&params))?;
             if method == "tools/call"
                 && let Some(tool) = get_str(&params, "name").and_then(|n| self.tool(n))
                 && !tool.param_headers.is_empty()
